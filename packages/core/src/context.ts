@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ChatCompletionRequest, Usage } from './schema.js';
+import type { ChatTransform } from './transform.js';
+
+/** What auth puts on the context: never the key itself. */
+export interface AuthenticatedKey {
+  /** Stable id for logs, spans, usage records and limiter buckets. */
+  readonly id: string;
+  /** Models this key may use; `'*'` for all. */
+  readonly models: readonly string[] | '*';
+  /** Limits for the limiter; absent means the limiter's defaults. */
+  readonly limits?: { readonly concurrency?: number; readonly tokensPerSecond?: number };
+}
+
+/** What the upstream adapter records about how a request was served, for telemetry and usage. */
+export interface UpstreamOutcome {
+  replica?: string;
+  attempts: number;
+  /** The response id the upstream gave. */
+  responseId?: string;
+  finishReason?: string;
+  /** ms since `startTime` when the first byte went to the client. */
+  firstByteMs?: number;
+  /** Set when the request failed after the first byte, or before the client got any answer. */
+  error?: { type: string; message: string };
+}
+
+export interface RequestContext {
+  readonly id: string;
+  /** `performance.now()` at arrival. */
+  readonly startTime: number;
+  /** Fires once when the client goes away before the response finished. */
+  readonly signal: AbortSignal;
+  /** The validated body, as it will be sent upstream (defaults applied, local-only fields removed). */
+  body?: ChatCompletionRequest;
+  /** `prompt_cache_key` and other local-only fields, kept for routing and telemetry. */
+  local?: { promptCacheKey?: string; user?: string };
+  /** Prompt tokens when validation counted them exactly; else undefined (see `promptTokenEstimate`). */
+  promptTokens?: number;
+  /** An upper bound on prompt tokens that is free to compute: the body's byte length. */
+  promptTokenEstimate?: number;
+  key?: AuthenticatedKey;
+  /** The active span of the telemetry stage, kept opaque here so core does not depend on OpenTelemetry. */
+  span?: unknown;
+  usage?: Usage;
+  upstream?: UpstreamOutcome;
+  /** Request-side transforms, applied in order to the body before it goes upstream. */
+  readonly requestTransforms: ChatTransform[];
+  /** Response-side transforms, applied in order to every completion, chunk and stream end. */
+  readonly responseTransforms: ChatTransform[];
+  /** Callbacks run once when the response is finished or the client left; leases and spans end here. */
+  readonly cleanups: Array<() => void>;
+}
+
+const contexts = new WeakMap<IncomingMessage, RequestContext>();
+let counter = 0;
+const idPrefix = `req_${process.pid.toString(36)}${Date.now().toString(36)}`;
+
+/** A unique request id: cheap (no crypto per request), unique per process start and request. */
+export function newRequestId(): string {
+  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
+  return `${idPrefix}${counter.toString(36).padStart(6, '0')}`;
+}
+
+function runCleanups(ctx: RequestContext): void {
+  const list = ctx.cleanups.splice(0);
+  for (const fn of list) {
+    try {
+      fn();
+    } catch {
+      // A failing cleanup must not keep the others from running.
+    }
+  }
+}
+
+/**
+ * The request's context, created on first use. It owns the abort signal (fired when the
+ * client goes away before the response has finished) and runs `cleanups` exactly once.
+ */
+export function context(req: IncomingMessage, res?: ServerResponse): RequestContext {
+  const existing = contexts.get(req);
+  if (existing) return existing;
+  const controller = new AbortController();
+  const created = createContext(controller.signal);
+  contexts.set(req, created);
+  const response = res ?? (req as IncomingMessage & { res?: ServerResponse }).res;
+  if (response) {
+    response.once('close', () => {
+      if (!response.writableFinished) controller.abort(new Error('client disconnected'));
+      runCleanups(created);
+    });
+  }
+  return created;
+}
+
+/** A context outside any HTTP framework, for in-house gateways that run the transforms themselves. */
+export function createContext(signal: AbortSignal = new AbortController().signal, id = newRequestId()): RequestContext {
+  return {
+    id,
+    startTime: performance.now(),
+    signal,
+    requestTransforms: [],
+    responseTransforms: [],
+    cleanups: [],
+  };
+}
+
+/** Runs the context's cleanups now (once); for contexts made with `createContext`. */
+export function finishContext(ctx: RequestContext): void {
+  runCleanups(ctx);
+}
+
+/** True once the context exists; lets optional stages skip work when no earlier stage made one. */
+export function hasContext(req: IncomingMessage): boolean {
+  return contexts.has(req);
+}

@@ -1,0 +1,118 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { context } from './context.js';
+import { TeraError, toTeraError } from './errors.js';
+import { SSE_HEADERS, encodeErrorEvent } from './sse.js';
+
+export type NextFunction = (err?: unknown) => void;
+/** The one handler shape every stage has: connect-style over node:http objects. */
+export type Middleware = (req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
+export type ErrorMiddleware = (err: unknown, req: IncomingMessage, res: ServerResponse, next: NextFunction) => void;
+
+export function sendJSON(res: ServerResponse, status: number, body: unknown, headers?: Record<string, string>): void {
+  const payload = JSON.stringify(body);
+  res.statusCode = status;
+  if (headers) for (const name in headers) res.setHeader(name, headers[name]!);
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', Buffer.byteLength(payload));
+  res.end(payload);
+}
+
+export function isEventStream(res: ServerResponse): boolean {
+  const type = res.getHeader('Content-Type');
+  return typeof type === 'string' && type.startsWith('text/event-stream');
+}
+
+/**
+ * Answers with the documented error shape. Once a stream has started, the error becomes
+ * one SSE error event and the stream ends; once a JSON body has started, the connection
+ * is cut (a half-written JSON body must never look complete).
+ */
+export function sendError(res: ServerResponse, err: unknown): void {
+  const error = toTeraError(err);
+  if (res.writableEnded || res.destroyed) return;
+  if (res.headersSent) {
+    if (isEventStream(res)) res.end(encodeErrorEvent(error.toJSON()));
+    else res.destroy();
+    return;
+  }
+  sendJSON(res, error.status, error.toJSON(), error.headers);
+}
+
+/** Starts an SSE response with the headers every stream carries. */
+export function startEventStream(res: ServerResponse): void {
+  res.statusCode = 200;
+  for (const name in SSE_HEADERS) res.setHeader(name, SSE_HEADERS[name]!);
+  res.flushHeaders();
+}
+
+export interface ReadBodyOptions {
+  /** @defaultValue 4 MiB: a full 131,072-token prompt with tools fits several times over. */
+  maxBytes?: number;
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+const tooLarge = (max: number) =>
+  new TeraError(413, 'invalid_request_error', `Request body is larger than ${max} bytes.`, {
+    code: 'request_too_large',
+    headers: { Connection: 'close' },
+  });
+
+/**
+ * Reads the raw body up to a limit. Over the limit (by Content-Length or by counting) it
+ * rejects at once and reads no further; the 413 then closes the connection.
+ */
+export function readBody(req: IncomingMessage, options: ReadBodyOptions = {}): Promise<Buffer> {
+  const max = options.maxBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const declared = Number(req.headers['content-length']);
+  if (declared > max) {
+    req.pause();
+    return Promise.reject(tooLarge(max));
+  }
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > max) {
+        cleanup();
+        req.pause();
+        reject(tooLarge(max));
+        return;
+      }
+      parts.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(parts.length === 1 ? parts[0]! : Buffer.concat(parts, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onAborted = () => {
+      cleanup();
+      reject(new TeraError(400, 'invalid_request_error', 'The client aborted the request body.', { code: 'client_aborted' }));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+  });
+}
+
+/** Express-style error middleware (four arguments) that answers every error in the documented shape. */
+export function errorHandler(): ErrorMiddleware {
+  // Four parameters: Express recognises error middleware by arity.
+  return function teraErrorHandler(err, req, res, _next) {
+    // Errors raised before requestId() ran (a body parser mounted first) still carry an id.
+    if (!res.headersSent && !res.hasHeader('X-Tera-Request-ID')) res.setHeader('X-Tera-Request-ID', context(req, res).id);
+    sendError(res, err);
+  };
+}

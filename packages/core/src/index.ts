@@ -1,0 +1,61 @@
+export {
+  TeraError,
+  toTeraError,
+  invalidRequest,
+  authenticationError,
+  permissionError,
+  modelNotFound,
+  rateLimitError,
+  serverError,
+  serviceUnavailable,
+  type ErrorBody,
+  type TeraErrorType,
+  type TeraErrorOptions,
+} from './errors.js';
+export * from './schema.js';
+export {
+  context,
+  createContext,
+  finishContext,
+  hasContext,
+  newRequestId,
+  type RequestContext,
+  type AuthenticatedKey,
+  type UpstreamOutcome,
+} from './context.js';
+export {
+  applyRequestTransforms,
+  applyCompletionTransforms,
+  applyChunkTransforms,
+  applyEndTransforms,
+  type ChatTransform,
+} from './transform.js';
+export {
+  SSE_HEADERS,
+  SSE_DONE,
+  DEFAULT_MAX_EVENT_BYTES,
+  encodeChunk,
+  encodeErrorEvent,
+  createUpstreamSSEDecoder,
+  type UpstreamSSEDecoder,
+  type UpstreamSSEHandlers,
+} from './sse.js';
+export { transformSSE } from './transform-sse.js';
+export { readUpstreamError, toPublicUpstreamError } from './upstream-errors.js';
+export {
+  sendJSON,
+  sendError,
+  startEventStream,
+  isEventStream,
+  readBody,
+  errorHandler,
+  DEFAULT_MAX_BODY_BYTES,
+  type Middleware,
+  type ErrorMiddleware,
+  type NextFunction,
+  type ReadBodyOptions,
+} from './http.js';
+export { validate, validateChatRequest, issueToError, formatParam, contextLengthExceeded, type ValidateOptions } from './validate.js';
+export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText } from './tokens.js';
+export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
+export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';

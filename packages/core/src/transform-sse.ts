@@ -1,0 +1,94 @@
+import type { RequestContext } from './context.js';
+import { createContext } from './context.js';
+import { toPublicUpstreamError } from './upstream-errors.js';
+import { SSE_DONE, createUpstreamSSEDecoder, encodeChunk, encodeErrorEvent } from './sse.js';
+import type { ChatCompletionChunk } from './schema.js';
+import { applyChunkTransforms, applyEndTransforms, type ChatTransform } from './transform.js';
+
+const encoder = new TextEncoder();
+
+/**
+ * Runs transforms over a Chat Completions SSE byte stream, outside any framework: for
+ * in-house gateways that make their own upstream call. Parses once, serializes once.
+ * The output always ends cleanly: `data: [DONE]`, or one error event in the public shape.
+ */
+export function transformSSE(
+  source: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>,
+  transforms: readonly ChatTransform[],
+  ctx: RequestContext = createContext(),
+): ReadableStream<Uint8Array> {
+  let closed = false;
+  return new ReadableStream<Uint8Array>({
+    async start(controller) {
+      const emit = (text: string) => {
+        if (!closed) controller.enqueue(encoder.encode(text));
+      };
+      const emitChunks = (chunks: ChatCompletionChunk[]) => {
+        for (const c of chunks) emit(encodeChunk(c));
+      };
+      let outcome: 'done' | 'error' | undefined;
+      const decoder = createUpstreamSSEDecoder({
+        onChunk(chunk) {
+          if (chunk.usage) ctx.usage = chunk.usage;
+          emitChunks(applyChunkTransforms(chunk, transforms, ctx));
+        },
+        onDone() {
+          outcome = 'done';
+          emitChunks(applyEndTransforms(transforms, ctx));
+          emit(SSE_DONE);
+        },
+        onUpstreamError(body) {
+          outcome = 'error';
+          emit(encodeErrorEvent(toPublicUpstreamError(500, body).toJSON()));
+        },
+        onMalformed(reason) {
+          outcome = 'error';
+          emit(
+            encodeErrorEvent({
+              error: { message: `The upstream stream broke: ${reason}.`, type: 'server_error', code: 'upstream_malformed', param: null },
+            }),
+          );
+        },
+      });
+      try {
+        for await (const bytes of source as AsyncIterable<Uint8Array>) {
+          decoder.feed(bytes);
+          if (outcome) break;
+        }
+        if (!outcome) decoder.end();
+        if (!outcome) {
+          emit(
+            encodeErrorEvent({
+              error: {
+                message: 'The upstream stream ended before it finished.',
+                type: 'server_error',
+                code: 'upstream_incomplete',
+                param: null,
+              },
+            }),
+          );
+        }
+      } catch (err) {
+        if (!outcome) {
+          emit(
+            encodeErrorEvent({
+              error: {
+                message: `The upstream stream failed: ${(err as Error).message ?? String(err)}.`,
+                type: 'server_error',
+                code: 'upstream_disconnected',
+                param: null,
+              },
+            }),
+          );
+        }
+      }
+      if (!closed) {
+        closed = true;
+        controller.close();
+      }
+    },
+    cancel() {
+      closed = true;
+    },
+  });
+}

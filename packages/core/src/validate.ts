@@ -1,0 +1,205 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { z } from 'zod';
+import { context, type RequestContext } from './context.js';
+import { invalidRequest, modelNotFound, TeraError } from './errors.js';
+import { readBody, type Middleware } from './http.js';
+import { GPT_OSS_20B } from './models.js';
+import {
+  CONTEXT_LENGTH,
+  LOCAL_ONLY_FIELDS,
+  MAX_OUTPUT_TOKENS,
+  UNSUPPORTED_FIELDS,
+  chatCompletionRequestSchema,
+  lenientChatCompletionRequestSchema,
+  type ChatCompletionRequest,
+} from './schema.js';
+import { countPromptTokens } from './tokens.js';
+
+export interface ValidateOptions {
+  /** The model id served. @defaultValue `openai/gpt-oss-20b` */
+  model?: string;
+  /** Fields no API defines: `'reject'` answers 400 naming the field, as OpenAI does; `'drop'` removes them. @defaultValue `'reject'` */
+  unknownFields?: 'reject' | 'drop';
+  /** @defaultValue 4 MiB */
+  maxBodyBytes?: number;
+  /** @defaultValue 131072 */
+  contextLength?: number;
+}
+
+/** `messages[2].content` from zod's path `['messages', 2, 'content']`. */
+export function formatParam(path: readonly PropertyKey[]): string | null {
+  let out = '';
+  for (const p of path) {
+    if (typeof p === 'number') out += `[${p}]`;
+    else out += out ? `.${String(p)}` : String(p);
+  }
+  return out || null;
+}
+
+function describe(issue: z.core.$ZodIssue, param: string | null): string {
+  const where = param ? `'${param}'` : 'the request body';
+  switch (issue.code) {
+    case 'invalid_type':
+      if (issue.input === undefined) return `Missing required parameter: ${where}.`;
+      return `Invalid type for ${where}: expected ${issue.expected}, but got ${issue.input === null ? 'null' : Array.isArray(issue.input) ? 'array' : typeof issue.input}.`;
+    case 'too_big':
+      return issue.origin === 'array'
+        ? `Invalid ${where}: at most ${String(issue.maximum)} items are allowed.`
+        : issue.origin === 'string'
+          ? `Invalid ${where}: at most ${String(issue.maximum)} characters are allowed.`
+          : `Invalid ${where}: must be ${issue.inclusive ? 'at most' : 'less than'} ${String(issue.maximum)}, got ${String(issue.input)}.`;
+    case 'too_small':
+      return issue.origin === 'array' || issue.origin === 'string'
+        ? `Invalid ${where}: ${issue.message}`
+        : `Invalid ${where}: must be ${issue.inclusive ? 'at least' : 'greater than'} ${String(issue.minimum)}, got ${String(issue.input)}.`;
+    case 'invalid_value':
+      return `Invalid value for ${where}: must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}.`;
+    case 'invalid_union':
+      if ('discriminator' in issue && issue.discriminator) {
+        return `Invalid value for ${where}: '${String(issue.discriminator)}' must be one of the supported values.`;
+      }
+      return `Invalid value for ${where}.`;
+    case 'unrecognized_keys':
+      return `Unrecognized request argument supplied: ${issue.keys.join(', ')}.`;
+    default:
+      return param ? `Invalid value for ${where}: ${issue.message}` : issue.message;
+  }
+}
+
+/**
+ * A union (content: string or parts) that failed reports every branch; the branch that got
+ * furthest into the value says what is really wrong (`messages[2].content[1]`, not `content`).
+ */
+function deepestIssue(issue: z.core.$ZodIssue): z.core.$ZodIssue {
+  if (issue.code !== 'invalid_union' || ('discriminator' in issue && issue.discriminator) || !issue.errors.length) return issue;
+  let best: z.core.$ZodIssue | undefined;
+  for (const branch of issue.errors) {
+    const first = branch[0];
+    if (!first) continue;
+    if (!best || first.path.length > best.path.length || (best.code === 'invalid_type' && first.code !== 'invalid_type')) best = first;
+  }
+  if (!best || (best.code === 'invalid_type' && best.path.length === 0)) return issue;
+  return deepestIssue({ ...best, path: [...issue.path, ...best.path] });
+}
+
+/** The first issue, as the error a client can act on (OpenAI reports one problem at a time). */
+export function issueToError(rootIssue: z.core.$ZodIssue): TeraError {
+  const issue = deepestIssue(rootIssue);
+  let path: PropertyKey[] = [...issue.path];
+  if (issue.code === 'unrecognized_keys' && issue.keys.length) path = [...path, issue.keys[0]!];
+  const param = formatParam(path);
+  const textOnly = issue.code === 'custom' && (issue.params as { tera?: string } | undefined)?.tera === 'text_only';
+  const message = issue.code === 'custom' ? issue.message : describe(issue, param);
+  return invalidRequest(
+    message,
+    param,
+    textOnly ? 'unsupported_content' : issue.code === 'unrecognized_keys' ? 'unknown_parameter' : 'invalid_value',
+  );
+}
+
+const parseJSON = (raw: Buffer): unknown => {
+  try {
+    return JSON.parse(raw.toString('utf8'));
+  } catch {
+    throw invalidRequest(
+      "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+      null,
+      'invalid_json',
+    );
+  }
+};
+
+async function bodyOf(req: IncomingMessage, maxBodyBytes: number | undefined): Promise<{ value: unknown; bytes: number }> {
+  // An app may have run a body parser (express.json, koa-bodyparser) before us.
+  const preParsed = (req as IncomingMessage & { body?: unknown }).body;
+  if (preParsed !== undefined) {
+    if (Buffer.isBuffer(preParsed)) return { value: parseJSON(preParsed), bytes: preParsed.length };
+    if (typeof preParsed === 'string') return { value: parseJSON(Buffer.from(preParsed)), bytes: Buffer.byteLength(preParsed) };
+    return { value: preParsed, bytes: Buffer.byteLength(JSON.stringify(preParsed)) };
+  }
+  const raw = await readBody(req, maxBodyBytes === undefined ? {} : { maxBytes: maxBodyBytes });
+  return { value: parseJSON(raw), bytes: raw.length };
+}
+
+function refuseUnsupported(body: Record<string, unknown>): void {
+  for (const field in UNSUPPORTED_FIELDS) {
+    if (!Object.hasOwn(body, field)) continue;
+    const value = body[field];
+    if (value === null || value === undefined) continue;
+    if (field === 'logit_bias' && typeof value === 'object' && Object.keys(value).length === 0) continue;
+    throw invalidRequest(UNSUPPORTED_FIELDS[field]!, field, 'unsupported_parameter');
+  }
+}
+
+export const contextLengthExceeded = (prompt: number, completion: number, limit: number): TeraError =>
+  invalidRequest(
+    `This model's maximum context length is ${limit} tokens. However, you requested ${prompt + completion} tokens (${prompt} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
+    'messages',
+    'context_length_exceeded',
+  );
+
+/**
+ * Validates a parsed body and returns what goes upstream. Counting tokens costs far more
+ * than the rest of the gateway, so the prompt is counted only when its byte length (an
+ * upper bound: every o200k token covers at least one byte) could overflow the context.
+ */
+export async function validateChatRequest(
+  input: unknown,
+  bodyBytes: number,
+  ctx: RequestContext,
+  options: ValidateOptions = {},
+): Promise<ChatCompletionRequest> {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json');
+  }
+  refuseUnsupported(input as Record<string, unknown>);
+  const schema = options.unknownFields === 'drop' ? lenientChatCompletionRequestSchema : chatCompletionRequestSchema;
+  const result = schema.safeParse(input);
+  if (!result.success) throw issueToError(result.error.issues[0]!);
+  const body = result.data as ChatCompletionRequest;
+  const served = options.model ?? GPT_OSS_20B;
+  if (body.model !== served) throw modelNotFound(body.model);
+
+  const local: NonNullable<RequestContext['local']> = {};
+  if (body.prompt_cache_key !== undefined) local.promptCacheKey = body.prompt_cache_key;
+  if (body.user !== undefined) local.user = body.user;
+  ctx.local = local;
+  for (const field of LOCAL_ONLY_FIELDS) delete body[field];
+  if (body.n != null) delete body.n;
+  if (body.modalities != null) delete body.modalities;
+
+  const limit = options.contextLength ?? CONTEXT_LENGTH;
+  const requested = body.max_completion_tokens ?? body.max_tokens ?? undefined;
+  ctx.promptTokenEstimate = bodyBytes;
+  if (bodyBytes + (requested ?? MAX_OUTPUT_TOKENS) > limit) {
+    const prompt = await countPromptTokens(body);
+    ctx.promptTokens = prompt;
+    ctx.promptTokenEstimate = prompt;
+    if (requested !== undefined) {
+      if (prompt + requested > limit) throw contextLengthExceeded(prompt, requested, limit);
+    } else {
+      const room = limit - prompt;
+      if (room < 1) throw contextLengthExceeded(prompt, 1, limit);
+      body.max_tokens = Math.min(MAX_OUTPUT_TOKENS, room);
+    }
+  } else if (requested === undefined) {
+    body.max_tokens = MAX_OUTPUT_TOKENS;
+  }
+  return body;
+}
+
+/**
+ * Reads, parses and validates `POST /chat/completions`, then puts the result on the
+ * context. Every failure is a TeraError handed to `next`.
+ */
+export function validate(options: ValidateOptions = {}): Middleware {
+  return function validateChatCompletion(req: IncomingMessage, res: ServerResponse, next) {
+    const ctx = context(req, res);
+    bodyOf(req, options.maxBodyBytes)
+      .then(({ value, bytes }) => validateChatRequest(value, bytes, ctx, options))
+      .then((body) => {
+        ctx.body = body;
+        next();
+      }, next);
+  };
+}
