@@ -1,0 +1,45 @@
+export type ReasoningField = 'reasoning' | 'reasoning_content' | 'both';
+
+/** Tool-call stream shapes that released vLLM versions showed. */
+export type ToolCallQuirk = 'single-delta' | 'repeat-name' | 'stop-finish';
+export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = ['single-delta', 'repeat-name', 'stop-finish'];
+
+export type Fault = '500' | '503' | 'reset-before-headers' | 'drop-mid-stream' | 'stall' | 'malformed-sse';
+export const FAULTS: readonly Fault[] = ['500', '503', 'reset-before-headers', 'drop-mid-stream', 'stall', 'malformed-sse'];
+
+export interface SimulatorOptions {
+  /** @defaultValue 0 (any free port) */
+  port?: number;
+  /** @defaultValue `127.0.0.1` */
+  host?: string;
+  /** @defaultValue `openai/gpt-oss-20b` */
+  model?: string;
+  /** @defaultValue 131072 */
+  maxModelLen?: number;
+  /** Older vLLM releases send `reasoning_content`, 0.17 and later `reasoning`. @defaultValue `reasoning` */
+  reasoningField?: ReasoningField;
+  /** Time to first token. @defaultValue 0 */
+  ttftMs?: number;
+  /** Time between tokens. @defaultValue 0 */
+  itlMs?: number;
+  /** Extra delay of the first request after start (CUDA graph compilation). @defaultValue 0 */
+  coldStartMs?: number;
+  /** Share of chat requests answered 500. @defaultValue 0 */
+  failRate?: number;
+  toolCallQuirks?: readonly ToolCallQuirk[];
+  /** Errors as older releases sent them (`{"object":"error",...}`) or nested (`{"error":{...}}`). @defaultValue `nested` */
+  errorFormat?: 'flat' | 'nested';
+  /** Reported by `/version`. @defaultValue `0.17.1`, or `0.10.2` with `reasoningField: 'reasoning_content'` */
+  version?: string;
+}
+
+/** What can change while the simulator runs (`configure()` or `POST /sim/config`), for failure drills. */
+export interface RuntimeConfig {
+  failRate?: number;
+  /** `/health` answers 503 while false. */
+  healthy?: boolean;
+  /** The next request pays the cold start again, as after a restart. */
+  cold?: boolean;
+  ttftMs?: number;
+  itlMs?: number;
+}

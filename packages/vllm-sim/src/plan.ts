@@ -1,0 +1,183 @@
+import { countPromptTokensSync, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
+import { encode, decode } from 'gpt-tokenizer/encoding/o200k_harmony';
+import { createRandom, fnv1a, pick, randomHex, randomInt } from './prng.js';
+import { instanceOf } from './schema-instance.js';
+
+export interface PlannedToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+export interface TokenPiece {
+  text: string;
+  logprob: number;
+}
+
+/** Everything a response will say, decided up front so streaming and non-streaming agree byte for byte. */
+export interface Plan {
+  reasoning: TokenPiece[];
+  content: TokenPiece[];
+  toolCalls: PlannedToolCall[];
+  finishReason: 'stop' | 'length' | 'tool_calls';
+  stopReason: string | null;
+  promptTokens: number;
+  completionTokens: number;
+  random: () => number;
+}
+
+const VOCAB = (
+  'the model server answer question request token stream reply cache prefix replica gateway latency number value ' +
+  'simple result check first second next final short clear given short sum total count small large fast slow ' +
+  'user asks about this that with from into over under after before while where which there then than ' +
+  'think consider note seems likely should would could must might also just only still even each every ' +
+  'data text line word list table field name type time day week year city weather price plan step case point'
+).split(' ');
+
+const STOP_WORDS = new Set('the a an and or for with from that this what when your you are is of to in on get set current given returns return use using some any'.split(' '));
+
+const plain = { disallowedSpecial: new Set<string>() };
+
+/** Splits text into its o200k tokens, each decoded alone; bytes of a multibyte character stay together. */
+export function tokenPieces(text: string, random: () => number): TokenPiece[] {
+  const tokens = encode(text, plain);
+  const pieces: TokenPiece[] = [];
+  let pending: number[] = [];
+  for (const token of tokens) {
+    pending.push(token);
+    const piece = decode(pending);
+    if (piece.endsWith('\uFFFD') && pending.length < 4) continue;
+    pieces.push({ text: piece, logprob: -Math.round(random() * 2_000_000) / 1_000_000 });
+    pending = [];
+  }
+  if (pending.length) pieces.push({ text: decode(pending), logprob: -0.5 });
+  return pieces;
+}
+
+function sentence(random: () => number, words: number): string {
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) out.push(pick(random, VOCAB));
+  const first = out[0]!;
+  out[0] = first[0]!.toUpperCase() + first.slice(1);
+  return `${out.join(' ')}.`;
+}
+
+function prose(random: () => number, approxWords: number): string {
+  const parts: string[] = [];
+  let words = 0;
+  while (words < approxWords) {
+    const n = randomInt(random, 5, 11);
+    parts.push(sentence(random, n));
+    words += n;
+  }
+  return parts.join(' ');
+}
+
+function lastUserText(body: ChatCompletionRequest): string {
+  for (let i = body.messages.length - 1; i >= 0; i--) {
+    const m = body.messages[i]!;
+    if (m.role === 'user') return messageText(m);
+  }
+  return '';
+}
+
+function mentions(text: string, tool: ChatTool): boolean {
+  const lower = text.toLowerCase();
+  const name = tool.function.name.toLowerCase();
+  if (lower.includes(name) || lower.includes(name.replaceAll('_', ' '))) return true;
+  const words = new Set(lower.split(/[^a-z0-9]+/));
+  const described = `${tool.function.description ?? ''} ${name.replaceAll(/[_-]/g, ' ')}`.toLowerCase().split(/[^a-z0-9]+/);
+  return described.some((w) => w.length >= 4 && !STOP_WORDS.has(w) && words.has(w));
+}
+
+function chooseTools(body: ChatCompletionRequest): ChatTool[] {
+  const tools = body.tools ?? [];
+  const choice = body.tool_choice ?? 'auto';
+  if (!tools.length || choice === 'none') return [];
+  if (typeof choice === 'object') return tools.filter((t) => t.function.name === choice.function.name).slice(0, 1);
+  const last = body.messages.at(-1);
+  // After a tool result the model answers, unless the caller insists on a call.
+  if (last?.role === 'tool' && choice === 'auto') return [];
+  const text = lastUserText(body);
+  let matched = tools.filter((t) => mentions(text, t));
+  if (choice === 'required' && !matched.length) matched = [tools[0]!];
+  if (body.parallel_tool_calls === false) matched = matched.slice(0, 1);
+  return matched.slice(0, 2);
+}
+
+const REASONING_WORDS = { low: 16, medium: 40, high: 96 } as const;
+
+function applyStop(text: string, stop: string | string[] | null | undefined): { text: string; stopReason: string | null } {
+  if (!stop) return { text, stopReason: null };
+  let cut = -1;
+  let reason: string | null = null;
+  for (const s of typeof stop === 'string' ? [stop] : stop) {
+    if (!s) continue;
+    const at = text.indexOf(s);
+    if (at !== -1 && (cut === -1 || at < cut)) {
+      cut = at;
+      reason = s;
+    }
+  }
+  return cut === -1 ? { text, stopReason: null } : { text: text.slice(0, cut), stopReason: reason };
+}
+
+/**
+ * Decides a response. Seeded requests are deterministic: the seed and the request's
+ * messages pick the words, so the same request with the same seed gives the same text
+ * and another seed other text. Unseeded requests vary, as sampling does.
+ */
+export function planResponse(body: ChatCompletionRequest, contextLength: number): Plan {
+  const basis = JSON.stringify([body.messages, body.tools ?? null, body.response_format ?? null]);
+  const seed = body.seed != null ? fnv1a(basis, fnv1a(String(body.seed))) : (Math.random() * 0x100000000) >>> 0;
+  const random = createRandom(seed);
+  const promptTokens = countPromptTokensSync(body);
+  const budget = body.max_completion_tokens ?? body.max_tokens ?? Math.max(0, contextLength - promptTokens);
+
+  const asked = lastUserText(body).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
+  const effort = body.reasoning_effort ?? 'medium';
+  const reasoningText = `The user asks: "${asked}". ${prose(random, REASONING_WORDS[effort])}`;
+  let reasoning = tokenPieces(reasoningText, random);
+  let finishReason: Plan['finishReason'] = 'stop';
+  let stopReason: string | null = null;
+  let content: TokenPiece[] = [];
+  const toolCalls: PlannedToolCall[] = [];
+
+  if (reasoning.length >= budget) {
+    reasoning = reasoning.slice(0, budget);
+    finishReason = 'length';
+  } else {
+    const tools = chooseTools(body);
+    if (tools.length) {
+      for (const tool of tools) {
+        const args = instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random);
+        toolCalls.push({ id: `chatcmpl-tool-${randomHex(random, 32)}`, name: tool.function.name, arguments: JSON.stringify(args) });
+      }
+      finishReason = 'tool_calls';
+    } else {
+      let text: string;
+      const format = body.response_format;
+      if (format?.type === 'json_schema') {
+        text = JSON.stringify(instanceOf(format.json_schema.schema ?? { type: 'object' }, random));
+      } else if (format?.type === 'json_object') {
+        text = JSON.stringify({ answer: prose(random, 6), confidence: Math.round(random() * 100) / 100 });
+      } else if (body.messages.at(-1)?.role === 'tool') {
+        text = `Based on the tool result: ${messageText(body.messages.at(-1)!).slice(0, 200)}. ${prose(random, 12)}`;
+      } else {
+        text = prose(random, randomInt(random, 24, 48));
+      }
+      const stopped = applyStop(text, body.stop);
+      stopReason = stopped.stopReason;
+      content = tokenPieces(stopped.text, random);
+      const room = budget - reasoning.length;
+      if (content.length > room) {
+        content = content.slice(0, room);
+        finishReason = 'length';
+        stopReason = null;
+      }
+    }
+  }
+  let completionTokens = reasoning.length + content.length;
+  for (const call of toolCalls) completionTokens += countTextTokens(call.arguments) + countTextTokens(call.name) + 3;
+  return { reasoning, content, toolCalls, finishReason, stopReason, promptTokens, completionTokens, random };
+}
