@@ -66,9 +66,13 @@ export async function countPromptTokens(body: Pick<ChatCompletionRequest, 'messa
   return countPromptTokensSync(body);
 }
 
-export function countPromptTokensSync(body: Pick<ChatCompletionRequest, 'messages' | 'tools'>): number {
+/** `countText` lets a caller that sees the same messages again (the simulator) memoize counts. */
+export function countPromptTokensSync(
+  body: Pick<ChatCompletionRequest, 'messages' | 'tools'>,
+  countText: (text: string) => number = countTextTokens,
+): number {
   let total = TOKENS_PER_PROMPT;
-  for (const m of body.messages) total += TOKENS_PER_MESSAGE + countTextTokens(messageText(m));
-  if (body.tools?.length) total += countTextTokens(JSON.stringify(body.tools));
+  for (const m of body.messages) total += TOKENS_PER_MESSAGE + countText(messageText(m));
+  if (body.tools?.length) total += countText(JSON.stringify(body.tools));
   return total;
 }

@@ -47,31 +47,52 @@ export function tokenPieces(text: string, random: () => number): TokenPiece[] {
     pending.push(token);
     const piece = decode(pending);
     if (piece.endsWith('\uFFFD') && pending.length < 4) continue;
-    pieces.push({ text: piece, logprob: -Math.round(random() * 2_000_000) / 1_000_000 });
+    pieces.push({ text: piece, logprob: logprob(random) });
     pending = [];
   }
   if (pending.length) pieces.push({ text: decode(pending), logprob: -0.5 });
   return pieces;
 }
 
-function sentence(random: () => number, words: number): string {
-  const out: string[] = [];
-  for (let i = 0; i < words; i++) out.push(pick(random, VOCAB));
-  const first = out[0]!;
-  out[0] = first[0]!.toUpperCase() + first.slice(1);
-  return `${out.join(' ')}.`;
+// Words whose forms (" word", " Word", "Word") are one o200k token each, so prose is built
+// from token pieces directly, without tokenizing it per request.
+let singleTokenWords: Array<{ lower: string; upper: string; first: string }> | undefined;
+function words() {
+  if (!singleTokenWords) {
+    singleTokenWords = [];
+    for (const w of VOCAB) {
+      const cap = w[0]!.toUpperCase() + w.slice(1);
+      if (countTextTokens(` ${w}`) === 1 && countTextTokens(` ${cap}`) === 1 && countTextTokens(cap) === 1) {
+        singleTokenWords.push({ lower: ` ${w}`, upper: ` ${cap}`, first: cap });
+      }
+    }
+  }
+  return singleTokenWords;
 }
 
-function prose(random: () => number, approxWords: number): string {
-  const parts: string[] = [];
-  let words = 0;
-  while (words < approxWords) {
-    const n = randomInt(random, 5, 11);
-    parts.push(sentence(random, n));
-    words += n;
-  }
-  return parts.join(' ');
+function logprob(random: () => number): number {
+  return -Math.round(random() * 2_000_000) / 1_000_000;
 }
+
+/** About `approxWords` words of sentences, as one-token pieces; the first word starts the text. */
+function prose(random: () => number, approxWords: number, startsText: boolean): TokenPiece[] {
+  const vocab = words();
+  const pieces: TokenPiece[] = [];
+  let count = 0;
+  while (count < approxWords) {
+    const n = randomInt(random, 5, 11);
+    for (let i = 0; i < n; i++) {
+      const w = pick(random, vocab);
+      const text = i > 0 ? w.lower : pieces.length === 0 && startsText ? w.first : w.upper;
+      pieces.push({ text, logprob: logprob(random) });
+    }
+    pieces.push({ text: '.', logprob: logprob(random) });
+    count += n;
+  }
+  return pieces;
+}
+
+const joined = (pieces: readonly TokenPiece[]): string => pieces.map((p) => p.text).join('');
 
 function lastUserText(body: ChatCompletionRequest): string {
   for (let i = body.messages.length - 1; i >= 0; i--) {
@@ -122,6 +143,19 @@ function applyStop(text: string, stop: string | string[] | null | undefined): { 
   return cut === -1 ? { text, stopReason: null } : { text: text.slice(0, cut), stopReason: reason };
 }
 
+// Prompts repeat (conversations resend their history, benchmarks their body): remember the
+// count of each message text, bounded.
+const messageTokens = new Map<string, number>();
+function countMemoized(text: string): number {
+  let n = messageTokens.get(text);
+  if (n === undefined) {
+    n = countTextTokens(text);
+    if (messageTokens.size >= 10_000) messageTokens.clear();
+    messageTokens.set(text, n);
+  }
+  return n;
+}
+
 /**
  * Decides a response. Seeded requests are deterministic: the seed and the request's
  * messages pick the words, so the same request with the same seed gives the same text
@@ -131,13 +165,12 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number)
   const basis = JSON.stringify([body.messages, body.tools ?? null, body.response_format ?? null]);
   const seed = body.seed != null ? fnv1a(basis, fnv1a(String(body.seed))) : (Math.random() * 0x100000000) >>> 0;
   const random = createRandom(seed);
-  const promptTokens = countPromptTokensSync(body);
+  const promptTokens = countPromptTokensSync(body, countMemoized);
   const budget = body.max_completion_tokens ?? body.max_tokens ?? Math.max(0, contextLength - promptTokens);
 
   const asked = lastUserText(body).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
   const effort = body.reasoning_effort ?? 'medium';
-  const reasoningText = `The user asks: "${asked}". ${prose(random, REASONING_WORDS[effort])}`;
-  let reasoning = tokenPieces(reasoningText, random);
+  let reasoning = [...tokenPieces(`The user asks: "${asked}".`, random), ...prose(random, REASONING_WORDS[effort], false)];
   let finishReason: Plan['finishReason'] = 'stop';
   let stopReason: string | null = null;
   let content: TokenPiece[] = [];
@@ -155,20 +188,24 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number)
       }
       finishReason = 'tool_calls';
     } else {
-      let text: string;
       const format = body.response_format;
       if (format?.type === 'json_schema') {
-        text = JSON.stringify(instanceOf(format.json_schema.schema ?? { type: 'object' }, random));
+        content = tokenPieces(JSON.stringify(instanceOf(format.json_schema.schema ?? { type: 'object' }, random)), random);
       } else if (format?.type === 'json_object') {
-        text = JSON.stringify({ answer: prose(random, 6), confidence: Math.round(random() * 100) / 100 });
+        content = tokenPieces(JSON.stringify({ answer: joined(prose(random, 6, true)), confidence: Math.round(random() * 100) / 100 }), random);
       } else if (body.messages.at(-1)?.role === 'tool') {
-        text = `Based on the tool result: ${messageText(body.messages.at(-1)!).slice(0, 200)}. ${prose(random, 12)}`;
+        const result = messageText(body.messages.at(-1)!).slice(0, 200);
+        content = [...tokenPieces(`Based on the tool result: ${result}.`, random), ...prose(random, 12, false)];
       } else {
-        text = prose(random, randomInt(random, 24, 48));
+        content = prose(random, randomInt(random, 24, 48), true);
       }
-      const stopped = applyStop(text, body.stop);
-      stopReason = stopped.stopReason;
-      content = tokenPieces(stopped.text, random);
+      if (body.stop) {
+        const stopped = applyStop(joined(content), body.stop);
+        if (stopped.stopReason !== null) {
+          stopReason = stopped.stopReason;
+          content = tokenPieces(stopped.text, random);
+        }
+      }
       const room = budget - reasoning.length;
       if (content.length > room) {
         content = content.slice(0, room);
