@@ -48,8 +48,20 @@ export function streamBody(events = 1000): string {
   const tool = body - reasoning - content;
   for (let i = 0; i < reasoning; i++) parts.push(chunk({ reasoning: words[i % words.length] }));
   for (let i = 0; i < content; i++) parts.push(chunk({ content: words[i % words.length] }));
-  parts.push(chunk({ tool_calls: [{ id: 'chatcmpl-tool-0123456789abcdef0123456789abcdef', type: 'function', index: 0, function: { name: 'get_weather', arguments: '' } }] }));
-  for (let i = 0; i < tool; i++) parts.push(chunk({ tool_calls: [{ index: 0, function: { arguments: i === 0 ? '{"city":"' : i === tool - 1 ? '"}' : 'a' } }] }));
+  parts.push(
+    chunk({
+      tool_calls: [
+        {
+          id: 'chatcmpl-tool-0123456789abcdef0123456789abcdef',
+          type: 'function',
+          index: 0,
+          function: { name: 'get_weather', arguments: '' },
+        },
+      ],
+    }),
+  );
+  for (let i = 0; i < tool; i++)
+    parts.push(chunk({ tool_calls: [{ index: 0, function: { arguments: i === 0 ? '{"city":"' : i === tool - 1 ? '"}' : 'a' } }] }));
   parts.push(chunk({}, 'tool_calls'));
   parts.push(`data: ${head}],"usage":{"prompt_tokens":84,"total_tokens":1084,"completion_tokens":1000,"prompt_tokens_details":null}}\n\n`);
   parts.push('data: [DONE]\n\n');

@@ -27,7 +27,7 @@ export async function startPinned(cpu: number, script: string, args: string[] = 
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${script} did not start: ${out}`)), 30_000);
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/[^\s]+)/.exec(out);
       if (m) {
@@ -59,7 +59,11 @@ export interface LoadResult {
   requests: number;
 }
 
-export async function load(url: string, body: string, options: { connections: number; seconds: number; headers?: Record<string, string> }): Promise<LoadResult> {
+export async function load(
+  url: string,
+  body: string,
+  options: { connections: number; seconds: number; headers?: Record<string, string> },
+): Promise<LoadResult> {
   const result = await autocannon({
     url,
     method: 'POST',

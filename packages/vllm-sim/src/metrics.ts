@@ -40,7 +40,10 @@ export class SimMetrics {
     for (const reason of ['stop', 'length', 'abort'] as const) {
       lines.push(`vllm:request_success_total{${l},finished_reason="${reason}"} ${this.finished[reason]}`);
     }
-    lines.push('# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.', '# TYPE vllm:time_to_first_token_seconds histogram');
+    lines.push(
+      '# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.',
+      '# TYPE vllm:time_to_first_token_seconds histogram',
+    );
     for (let i = 0; i < TTFT_BUCKETS.length; i++) {
       lines.push(`vllm:time_to_first_token_seconds_bucket{${l},le="${TTFT_BUCKETS[i]}"} ${this.ttftCounts[i]}`);
     }

@@ -34,7 +34,11 @@ const VOCAB = (
   'data text line word list table field name type time day week year city weather price plan step case point'
 ).split(' ');
 
-const STOP_WORDS = new Set('the a an and or for with from that this what when your you are is of to in on get set current given returns return use using some any'.split(' '));
+const STOP_WORDS = new Set(
+  'the a an and or for with from that this what when your you are is of to in on get set current given returns return use using some any'.split(
+    ' ',
+  ),
+);
 
 const plain = { disallowedSpecial: new Set<string>() };
 
@@ -192,7 +196,10 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number)
       if (format?.type === 'json_schema') {
         content = tokenPieces(JSON.stringify(instanceOf(format.json_schema.schema ?? { type: 'object' }, random)), random);
       } else if (format?.type === 'json_object') {
-        content = tokenPieces(JSON.stringify({ answer: joined(prose(random, 6, true)), confidence: Math.round(random() * 100) / 100 }), random);
+        content = tokenPieces(
+          JSON.stringify({ answer: joined(prose(random, 6, true)), confidence: Math.round(random() * 100) / 100 }),
+          random,
+        );
       } else if (body.messages.at(-1)?.role === 'tool') {
         const result = messageText(body.messages.at(-1)!).slice(0, 200);
         content = [...tokenPieces(`Based on the tool result: ${result}.`, random), ...prose(random, 12, false)];

@@ -26,6 +26,9 @@ export const randomInt = (random: () => number, min: number, max: number): numbe
 
 export function randomHex(random: () => number, length: number): string {
   let out = '';
-  while (out.length < length) out += Math.floor(random() * 0x100000000).toString(16).padStart(8, '0');
+  while (out.length < length)
+    out += Math.floor(random() * 0x100000000)
+      .toString(16)
+      .padStart(8, '0');
   return out.slice(0, length);
 }

@@ -46,8 +46,14 @@ function stringFor(schema: Schema, random: () => number, key: string): string {
 }
 
 function numberFor(schema: Schema, random: () => number, integer: boolean): number {
-  const lo = typeof schema.minimum === 'number' ? schema.minimum : typeof schema.exclusiveMinimum === 'number' ? schema.exclusiveMinimum + 1 : 0;
-  const hi = typeof schema.maximum === 'number' ? schema.maximum : typeof schema.exclusiveMaximum === 'number' ? schema.exclusiveMaximum - 1 : lo + 100;
+  const lo =
+    typeof schema.minimum === 'number' ? schema.minimum : typeof schema.exclusiveMinimum === 'number' ? schema.exclusiveMinimum + 1 : 0;
+  const hi =
+    typeof schema.maximum === 'number'
+      ? schema.maximum
+      : typeof schema.exclusiveMaximum === 'number'
+        ? schema.exclusiveMaximum - 1
+        : lo + 100;
   const low = Math.ceil(Math.min(lo, hi));
   const high = Math.floor(Math.max(lo, hi));
   if (integer || high - low >= 1) {

@@ -66,7 +66,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const created = Math.floor(Date.now() / 1000);
   const modelsBody = JSON.stringify({
     object: 'list',
-    data: [{ id: model, object: 'model', created, owned_by: 'vllm', root: model, parent: null, max_model_len: maxModelLen, permission: [] }],
+    data: [
+      { id: model, object: 'model', created, owned_by: 'vllm', root: model, parent: null, max_model_len: maxModelLen, permission: [] },
+    ],
   });
 
   function sendJSON(res: ServerResponse, status: number, body: string): void {
@@ -147,7 +149,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     }
 
     const quirkHeader = req.headers['x-sim-quirk'];
-    const quirks = typeof quirkHeader === 'string' ? new Set(quirkHeader.split(',').map((q) => q.trim()) as ToolCallQuirk[]) : defaultQuirks;
+    const quirks =
+      typeof quirkHeader === 'string' ? new Set(quirkHeader.split(',').map((q) => q.trim()) as ToolCallQuirk[]) : defaultQuirks;
     const requestId = req.headers['x-request-id'];
     const id = `chatcmpl-${typeof requestId === 'string' && requestId ? requestId : randomHex(plan.random, 32)}`;
 
@@ -276,12 +279,28 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     push({ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }, 0);
     for (const piece of plan.reasoning) push({ index: 0, delta: reasoningDelta(piece.text), logprobs: null, finish_reason: null }, 1);
     for (const piece of plan.content) {
-      push({ index: 0, delta: { content: piece.text }, logprobs: body.logprobs ? { content: [logprobsOf(piece, top)] } : null, finish_reason: null }, 1);
+      push(
+        {
+          index: 0,
+          delta: { content: piece.text },
+          logprobs: body.logprobs ? { content: [logprobsOf(piece, top)] } : null,
+          finish_reason: null,
+        },
+        1,
+      );
     }
     plan.toolCalls.forEach((call, index) => {
       const single = quirks.has('single-delta');
       const header = { id: call.id, type: 'function', index };
-      push({ index: 0, delta: { tool_calls: [{ ...header, function: { name: call.name, arguments: single ? call.arguments : '' } }] }, logprobs: null, finish_reason: null }, 1);
+      push(
+        {
+          index: 0,
+          delta: { tool_calls: [{ ...header, function: { name: call.name, arguments: single ? call.arguments : '' } }] },
+          logprobs: null,
+          finish_reason: null,
+        },
+        1,
+      );
       if (single) return;
       const fragments = call.arguments.match(/.{1,7}/gs) ?? [];
       for (const fragment of fragments) {
@@ -395,4 +414,3 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }),
   };
 }
-

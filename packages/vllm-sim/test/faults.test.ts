@@ -28,12 +28,18 @@ describe('faults by header', () => {
   it('500 and 503 in vLLM error shape', async () => {
     await expect(client.chat.completions.create({ model, messages }, fault('500'))).rejects.toMatchObject({ status: 500 });
     await expect(client.chat.completions.create({ model, messages }, fault('503'))).rejects.toMatchObject({ status: 503 });
-    const res = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', headers: { 'x-sim-fault': '500' }, body: JSON.stringify({ model, messages }) });
+    const res = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'x-sim-fault': '500' },
+      body: JSON.stringify({ model, messages }),
+    });
     expect(await res.json()).toMatchObject({ error: { type: 'InternalServerError', code: 500 } });
   });
 
   it('reset-before-headers: the connection closes with no response', async () => {
-    await expect(client.chat.completions.create({ model, messages }, fault('reset-before-headers'))).rejects.toBeInstanceOf(OpenAI.APIConnectionError);
+    await expect(client.chat.completions.create({ model, messages }, fault('reset-before-headers'))).rejects.toBeInstanceOf(
+      OpenAI.APIConnectionError,
+    );
   });
 
   it('drop-mid-stream: some chunks, then the connection drops', async () => {
@@ -59,7 +65,10 @@ describe('faults by header', () => {
   it('stall: headers and a chunk, then nothing until the client gives up; the abort is counted', async () => {
     const before = await metric(sim, 'vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}');
     const controller = new AbortController();
-    const stream = await client.chat.completions.create({ model, messages, stream: true }, { ...fault('stall'), signal: controller.signal });
+    const stream = await client.chat.completions.create(
+      { model, messages, stream: true },
+      { ...fault('stall'), signal: controller.signal },
+    );
     const seen: unknown[] = [];
     // The SDK ends an aborted stream either way (quietly or with an AbortError); both are fine here.
     await (async () => {
@@ -70,7 +79,9 @@ describe('faults by header', () => {
     })().catch(() => undefined);
     expect(seen).toHaveLength(2);
     await new Promise((r) => setTimeout(r, 50));
-    expect(await metric(sim, 'vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')).toBe(before + 1);
+    expect(await metric(sim, 'vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')).toBe(
+      before + 1,
+    );
   });
 
   it('an unknown fault name is refused', async () => {
@@ -142,7 +153,13 @@ describe('operations endpoints', () => {
     expect(await (await fetch(`${sim.url}/version`)).json()).toEqual({ version: '0.17.1' });
     await client.chat.completions.create({ model, messages });
     const text = await (await fetch(`${sim.url}/metrics`)).text();
-    for (const name of ['vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:prompt_tokens_total', 'vllm:generation_tokens_total', 'vllm:time_to_first_token_seconds_bucket']) {
+    for (const name of [
+      'vllm:num_requests_running',
+      'vllm:num_requests_waiting',
+      'vllm:prompt_tokens_total',
+      'vllm:generation_tokens_total',
+      'vllm:time_to_first_token_seconds_bucket',
+    ]) {
       expect(text).toMatch(new RegExp(`^${name}\\{engine="0",model_name="openai/gpt-oss-20b"`, 'm'));
     }
     expect(await metric(sim, 'vllm:prompt_tokens_total')).toBeGreaterThan(0);
@@ -153,7 +170,9 @@ describe('CLI', () => {
   const cli = fileURLToPath(new URL('../dist/cli.js', import.meta.url));
 
   it('prints the listening line and serves; stops on SIGTERM', async () => {
-    const child = spawn(process.execPath, [cli, '--port', '0', '--reasoning-field', 'reasoning_content'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cli, '--port', '0', '--reasoning-field', 'reasoning_content'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const match = /^vllm-sim listening on (http:\/\/127\.0\.0\.1:\d+)\n$/.exec(line.toString());
     expect(match).not.toBeNull();

@@ -58,7 +58,7 @@ describe('non-streaming', () => {
   it('answers with reasoning then content, and usage counted with o200k_harmony', async () => {
     const messages = [{ role: 'user' as const, content: 'Explain prefix caching briefly.' }];
     const res = await client.chat.completions.create({ model, messages, seed: 3 });
-    const message = res.choices[0]!.message as typeof res.choices[0]['message'] & WithReasoning;
+    const message = res.choices[0]!.message as (typeof res.choices)[0]['message'] & WithReasoning;
     expect(res.object).toBe('chat.completion');
     expect(res.id).toMatch(/^chatcmpl-[0-9a-f]{32}$/);
     expect(res.model).toBe(model);
@@ -81,15 +81,28 @@ describe('non-streaming', () => {
   });
 
   it('X-Request-Id becomes the response id, as in vLLM', async () => {
-    const res = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }] }, { headers: { 'X-Request-Id': 'req_abc' } });
+    const res = await client.chat.completions.create(
+      { model, messages: [{ role: 'user', content: 'x' }] },
+      { headers: { 'X-Request-Id': 'req_abc' } },
+    );
     expect(res.id).toBe('chatcmpl-req_abc');
   });
 
   it('max_tokens reached -> truncated output, finish_reason length', async () => {
-    const res = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 30, seed: 5 });
+    const res = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 30,
+      seed: 5,
+    });
     expect(res.choices[0]!.finish_reason).toBe('length');
     expect(res.usage!.completion_tokens).toBe(30);
-    const small = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 5, seed: 5 });
+    const small = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 5,
+      seed: 5,
+    });
     expect(small.choices[0]!.finish_reason).toBe('length');
     expect((small.choices[0]!.message as WithReasoning).reasoning).toBe('The user asks: "');
   });
@@ -106,7 +119,13 @@ describe('non-streaming', () => {
   });
 
   it('logprobs and top_logprobs are well-formed', async () => {
-    const res = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], logprobs: true, top_logprobs: 3, seed: 1 });
+    const res = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'hi' }],
+      logprobs: true,
+      top_logprobs: 3,
+      seed: 1,
+    });
     const entries = res.choices[0]!.logprobs!.content!;
     expect(entries.map((e) => e.token).join('')).toBe(res.choices[0]!.message.content);
     for (const e of entries) {
@@ -118,7 +137,11 @@ describe('non-streaming', () => {
   });
 
   it('json_object -> valid JSON; json_schema -> content valid against the schema', async () => {
-    const obj = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'json please' }], response_format: { type: 'json_object' } });
+    const obj = await client.chat.completions.create({
+      model,
+      messages: [{ role: 'user', content: 'json please' }],
+      response_format: { type: 'json_object' },
+    });
     expect(typeof JSON.parse(obj.choices[0]!.message.content!)).toBe('object');
     const schema = {
       type: 'object',
@@ -126,7 +149,12 @@ describe('non-streaming', () => {
         name: { type: 'string', minLength: 3 },
         age: { type: 'integer', minimum: 18, maximum: 99 },
         tier: { enum: ['free', 'pro'] },
-        address: { type: 'object', properties: { city: { type: 'string' }, zip: { type: 'string' } }, required: ['city'], additionalProperties: false },
+        address: {
+          type: 'object',
+          properties: { city: { type: 'string' }, zip: { type: 'string' } },
+          required: ['city'],
+          additionalProperties: false,
+        },
         tags: { type: 'array', items: { type: 'string' }, minItems: 2, maxItems: 4 },
         ratio: { type: 'number', minimum: 0, maximum: 1 },
         active: { type: 'boolean' },
@@ -167,7 +195,10 @@ describe('tool calls', () => {
 
   it('two matching tools -> two parallel calls; parallel_tool_calls false -> one', async () => {
     const res = await ask('What is the weather and the local clock time in Lima?');
-    expect(res.choices[0]!.message.tool_calls!.map((c) => (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name)).toEqual(['get_weather', 'get_time']);
+    expect(res.choices[0]!.message.tool_calls!.map((c) => (c as OpenAI.ChatCompletionMessageFunctionToolCall).function.name)).toEqual([
+      'get_weather',
+      'get_time',
+    ]);
     const one = await ask('What is the weather and the local clock time in Lima?', { parallel_tool_calls: false });
     expect(one.choices[0]!.message.tool_calls).toHaveLength(1);
   });
@@ -200,20 +231,35 @@ describe('tool calls', () => {
   });
 
   it('streams tool calls in OpenAI shape; the SDK helper assembles them', async () => {
-    const stream = client.chat.completions.stream({ model, messages: [{ role: 'user', content: 'weather and clock time in Oslo?' }], tools: [weatherTool, timeTool], seed: 4 });
+    const stream = client.chat.completions.stream({
+      model,
+      messages: [{ role: 'user', content: 'weather and clock time in Oslo?' }],
+      tools: [weatherTool, timeTool],
+      seed: 4,
+    });
     const final = await stream.finalChatCompletion();
     const nonStream = await ask('weather and clock time in Oslo?');
     expect(final.choices[0]!.finish_reason).toBe('tool_calls');
-    const names = (m: OpenAI.ChatCompletionMessage) => m.tool_calls!.map((c) => [c.id, (c as OpenAI.ChatCompletionMessageFunctionToolCall).function]);
+    const names = (m: OpenAI.ChatCompletionMessage) =>
+      m.tool_calls!.map((c) => [c.id, (c as OpenAI.ChatCompletionMessageFunctionToolCall).function]);
     expect(names(final.choices[0]!.message)).toEqual(names(nonStream.choices[0]!.message));
   });
 
   it.each([
     ['single-delta', (d: string[]) => expect(d.filter((e) => e.includes('"arguments"')).every((e) => e.includes('"name"'))).toBe(true)],
-    ['repeat-name', (d: string[]) => expect(d.filter((e) => e.includes('"arguments":"') && !e.includes('"arguments":""')).every((e) => e.includes('"name":"get_weather"'))).toBe(true)],
+    [
+      'repeat-name',
+      (d: string[]) =>
+        expect(
+          d.filter((e) => e.includes('"arguments":"') && !e.includes('"arguments":""')).every((e) => e.includes('"name":"get_weather"')),
+        ).toBe(true),
+    ],
     ['stop-finish', (d: string[]) => expect(d.some((e) => e.includes('"finish_reason":"stop"'))).toBe(true)],
   ])('quirk %s (header x-sim-quirk)', async (quirk, check) => {
-    const { text } = await rawSSE({ messages: [{ role: 'user', content: 'weather in Rome?' }], tools: [weatherTool], seed: 1 }, { 'x-sim-quirk': quirk });
+    const { text } = await rawSSE(
+      { messages: [{ role: 'user', content: 'weather in Rome?' }], tools: [weatherTool], seed: 1 },
+      { 'x-sim-quirk': quirk },
+    );
     const data = events(text);
     expect(data.at(-1)).toBe('[DONE]');
     check(data.filter((e) => e.includes('tool_calls') || e.includes('finish_reason":"')));
@@ -244,8 +290,13 @@ describe('streaming', () => {
   });
 
   it('continuous_usage_stats puts running usage on every chunk', async () => {
-    const { text } = await rawSSE({ messages: [{ role: 'user', content: 'Hi' }], stream_options: { include_usage: true, continuous_usage_stats: true } });
-    const chunks = events(text).slice(0, -1).map((d) => JSON.parse(d));
+    const { text } = await rawSSE({
+      messages: [{ role: 'user', content: 'Hi' }],
+      stream_options: { include_usage: true, continuous_usage_stats: true },
+    });
+    const chunks = events(text)
+      .slice(0, -1)
+      .map((d) => JSON.parse(d));
     expect(chunks.every((c) => c.usage)).toBe(true);
     const counts = chunks.map((c) => c.usage.completion_tokens);
     expect(counts).toEqual([...counts].sort((a, b) => a - b));
@@ -275,7 +326,12 @@ describe('flavours', () => {
       const message = res.choices[0]!.message as WithReasoning;
       expect(message.reasoning_content!.length).toBeGreaterThan(10);
       expect(message).not.toHaveProperty('reasoning');
-      const text = await (await fetch(`${old.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }) })).text();
+      const text = await (
+        await fetch(`${old.url}/v1/chat/completions`, {
+          method: 'POST',
+          body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        })
+      ).text();
       expect(text).toContain('"delta":{"reasoning_content":');
       expect(text).not.toContain('"reasoning":');
       expect(await (await fetch(`${old.url}/version`)).json()).toEqual({ version: '0.10.2' });
@@ -307,7 +363,10 @@ describe('errors as vLLM sends them', () => {
   });
 
   it('unknown model -> 404 NotFoundError', async () => {
-    const res = await fetch(`${sim.url}/v1/chat/completions`, { method: 'POST', body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }) });
+    const res = await fetch(`${sim.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }),
+    });
     expect(res.status).toBe(404);
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('NotFoundError');
   });

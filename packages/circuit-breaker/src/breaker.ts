@@ -1,0 +1,116 @@
+import { EventEmitter } from 'node:events';
+import CircuitBreaker from 'opossum';
+
+export type BreakerState = 'closed' | 'open' | 'halfOpen';
+
+export interface BreakerOptions {
+  /** Consecutive upstream faults that open the breaker. @defaultValue 5 */
+  consecutiveFailures?: number;
+  /** Error percentage over the rolling window that opens it. @defaultValue 50 */
+  errorThresholdPercentage?: number;
+  /** Requests the window must hold before the error rate counts. @defaultValue 20 */
+  volumeThreshold?: number;
+  /** Rolling window length. @defaultValue 10000 ms */
+  rollingWindowMs?: number;
+  /** How long the breaker stays open before one probe request may pass (half-open). @defaultValue 5000 ms */
+  resetTimeoutMs?: number;
+}
+
+/** An upstream fault: the only kind of failure a breaker counts (5xx, resets, timeouts; never a caller's 4xx). */
+export class UpstreamFault extends Error {
+  readonly kind: 'connect' | 'reset' | 'timeout' | 'status' | 'malformed';
+  readonly status: number | undefined;
+  constructor(kind: UpstreamFault['kind'], message: string, status?: number) {
+    super(message);
+    this.name = 'UpstreamFault';
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+export interface BreakerEvents {
+  state: [state: BreakerState, replica: string];
+  failure: [fault: UpstreamFault, replica: string];
+  reject: [replica: string];
+}
+
+/**
+ * One replica's breaker: opossum underneath (rolling error rate, open, half-open after the
+ * reset timeout, closed again by a successful probe), plus a consecutive-failure trip.
+ */
+export class ReplicaBreaker extends EventEmitter<BreakerEvents> {
+  readonly replica: string;
+  private readonly breaker: CircuitBreaker<[() => Promise<unknown>], unknown>;
+  private readonly consecutiveLimit: number;
+  private consecutive = 0;
+
+  constructor(replica: string, options: BreakerOptions = {}) {
+    super();
+    this.replica = replica;
+    this.consecutiveLimit = options.consecutiveFailures ?? 5;
+    this.breaker = new CircuitBreaker((attempt: () => Promise<unknown>) => attempt(), {
+      // Timeouts are the adapter's: a stream may rightly run for minutes.
+      timeout: false,
+      resetTimeout: options.resetTimeoutMs ?? 5000,
+      errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
+      volumeThreshold: options.volumeThreshold ?? 20,
+      rollingCountTimeout: options.rollingWindowMs ?? 10_000,
+      rollingCountBuckets: 10,
+      name: replica,
+      // Only upstream faults count; anything else (the client left, a bug) is not the replica's fault.
+      errorFilter: (err) => !(err instanceof UpstreamFault),
+    });
+    this.breaker.on('open', () => this.emit('state', 'open', replica));
+    this.breaker.on('halfOpen', () => this.emit('state', 'halfOpen', replica));
+    this.breaker.on('close', () => this.emit('state', 'closed', replica));
+    this.breaker.on('reject', () => this.emit('reject', replica));
+    this.breaker.on('success', () => {
+      this.consecutive = 0;
+    });
+    this.breaker.on('failure', (err: unknown) => {
+      if (!(err instanceof UpstreamFault)) return;
+      this.emit('failure', err, replica);
+      if (++this.consecutive >= this.consecutiveLimit && !this.breaker.opened) this.breaker.open();
+    });
+  }
+
+  get state(): BreakerState {
+    return this.breaker.opened ? 'open' : this.breaker.halfOpen ? 'halfOpen' : 'closed';
+  }
+
+  /** True while the breaker admits a request: closed, or half-open with its probe slot free. */
+  allowsRequest(): boolean {
+    return this.breaker.closed || this.breaker.pendingClose;
+  }
+
+  isOpen(): boolean {
+    return !this.allowsRequest();
+  }
+
+  /**
+   * Runs one upstream attempt through the breaker. An `UpstreamFault` thrown by `attempt`
+   * counts against the replica; when the breaker does not admit the call, it rejects with
+   * an error for which `isRejection()` is true.
+   */
+  run<T>(attempt: () => Promise<T>): Promise<T> {
+    return this.breaker.fire(attempt) as Promise<T>;
+  }
+
+  /** A fault found after `run` resolved (the stream broke mid-way). */
+  recordFailure(fault: UpstreamFault): void {
+    this.breaker.fire(() => Promise.reject(fault)).catch(() => undefined);
+  }
+
+  static isRejection(err: unknown): boolean {
+    return CircuitBreaker.isOurError(err);
+  }
+
+  shutdown(): void {
+    this.breaker.shutdown();
+    this.removeAllListeners();
+  }
+}
+
+export function createBreaker(replica: string, options?: BreakerOptions): ReplicaBreaker {
+  return new ReplicaBreaker(replica, options);
+}

@@ -1,0 +1,1 @@
+export { leastRequest, createRouter, type ReplicaView, type RouteRequest, type Router, type RouterOptions } from './router.js';

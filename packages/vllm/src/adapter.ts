@@ -1,0 +1,387 @@
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ReplicaBreaker, UpstreamFault, type BreakerOptions, type BreakerState } from '@tera-gw/circuit-breaker';
+import {
+  SSE_DONE,
+  TeraError,
+  applyChunkTransforms,
+  applyCompletionTransforms,
+  applyEndTransforms,
+  applyRequestTransforms,
+  context,
+  createUpstreamSSEDecoder,
+  encodeChunk,
+  encodeErrorEvent,
+  sendError,
+  sendJSON,
+  serverError,
+  serviceUnavailable,
+  startEventStream,
+  toPublicUpstreamError,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type Middleware,
+  type RequestContext,
+} from '@tera-gw/core';
+import { createRouter, type Router } from '@tera-gw/router';
+import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
+import { HealthMonitor, type HealthOptions } from './health.js';
+import { Replica, type ReplicaStatus } from './replica.js';
+
+export interface VllmOptions {
+  /** Base URLs of the vLLM servers, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted). */
+  replicas: readonly string[];
+  /** Sent as `Authorization: Bearer` to the replicas when vLLM runs with `--api-key`. The caller's key is never forwarded. */
+  apiKey?: string;
+  timeouts?: Partial<Timeouts>;
+  /** Attempts per request across different replicas. @defaultValue 3 */
+  maxAttempts?: number;
+  /** Active health checks and warm-up; `false` treats every replica as ready at once. */
+  health?: Partial<HealthOptions> | false;
+  breaker?: BreakerOptions;
+  /** Picks among available replicas. @defaultValue least requests in flight, ties at random */
+  router?: Router;
+  /** `Retry-After` seconds when no replica is available. @defaultValue 2 */
+  retryAfterSeconds?: number;
+  /**
+   * Caller headers passed to the replicas, by lower-case name. Nothing else is forwarded
+   * (never `Authorization`, `OpenAI-Organization`, `OpenAI-Project`, cookies).
+   * @defaultValue `['traceparent', 'tracestate']`
+   */
+  forwardHeaders?: readonly string[];
+}
+
+export interface AdapterEvents {
+  attempt: [ctx: RequestContext, replica: string, attempt: number];
+  retry: [ctx: RequestContext, replica: string, fault: UpstreamFault];
+  /** The stream failed after bytes had gone to the client. */
+  midStreamFailure: [ctx: RequestContext, replica: string, reason: string];
+  clientAbort: [ctx: RequestContext];
+  breaker: [replica: string, state: BreakerState];
+  replicaState: [replica: string, state: ReplicaStatus['state']];
+}
+
+export interface VllmAdapter extends Middleware {
+  /** Resolves once at least one replica is warm and ready (or rejects after `timeoutMs`). */
+  ready(timeoutMs?: number): Promise<void>;
+  replicas(): ReplicaStatus[];
+  readonly events: EventEmitter<AdapterEvents>;
+  /** Stops health checks and closes upstream connections. */
+  close(): void;
+}
+
+const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
+
+/** An attempt failed before any byte reached the client: try another replica. */
+class Retryable extends Error {
+  constructor(readonly fault: UpstreamFault) {
+    super(fault.message);
+  }
+}
+
+export function vllm(options: VllmOptions): VllmAdapter {
+  if (!options.replicas?.length) throw new Error('vllm(): `replicas` needs at least one URL');
+  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const maxAttempts = options.maxAttempts ?? 3;
+  const router = options.router ?? createRouter();
+  const retryAfter = options.retryAfterSeconds ?? 2;
+  const NEVER_FORWARDED = new Set([
+    'authorization',
+    'openai-organization',
+    'openai-project',
+    'cookie',
+    'host',
+    'content-length',
+    'x-request-id',
+  ]);
+  const forwardHeaders = (options.forwardHeaders ?? ['traceparent', 'tracestate'])
+    .map((h) => h.toLowerCase())
+    .filter((h) => !NEVER_FORWARDED.has(h));
+  const events = new EventEmitter<AdapterEvents>();
+  const replicas = options.replicas.map((url) => new Replica(url, options.breaker));
+  for (const r of replicas) r.breaker.on('state', (state) => events.emit('breaker', r.id, state));
+  const monitor = new HealthMonitor(replicas, options.health === false ? false : (options.health ?? {}), options.apiKey, (r) =>
+    events.emit('replicaState', r.id, r.state),
+  );
+  monitor.start();
+  const baseHeaders: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
+
+  function candidates(tried: ReadonlySet<Replica>): Replica[] {
+    const out: Replica[] = [];
+    for (const r of replicas) if (!tried.has(r) && r.available) out.push(r);
+    return out;
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = context(req, res);
+    if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
+    const body = applyRequestTransforms(ctx.body, ctx);
+    const streaming = body.stream === true;
+    const callerWantsUsage = body.stream_options?.include_usage === true;
+    // Usage is always asked for upstream so it is known for limits and billing; the caller sees the usage chunk only if it asked.
+    const upstreamBody = streaming ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : body;
+    const payload = Buffer.from(JSON.stringify(upstreamBody));
+    const headers: Record<string, string> = { ...baseHeaders, 'x-request-id': ctx.id };
+    for (const name of forwardHeaders) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const deadline = performance.now() + timeouts.totalMs;
+    const tried = new Set<Replica>();
+    const outcome = (ctx.upstream = { attempts: 0 });
+    let lastFault: UpstreamFault | undefined;
+    let staleRetries = 0;
+
+    while (outcome.attempts < maxAttempts) {
+      if (ctx.signal.aborted) return;
+      const replica = router.pick({ promptCacheKey: ctx.local?.promptCacheKey }, candidates(tried));
+      if (!replica) break;
+      tried.add(replica);
+      outcome.attempts++;
+      Object.assign(outcome, { replica: replica.id });
+      events.emit('attempt', ctx, replica.id, outcome.attempts);
+      replica.inFlight++;
+      try {
+        const { response, request } = await replica.breaker.run(async () => {
+          const attempt = await sendAttempt(replica, payload, headers, timeouts, ctx.signal);
+          const status = attempt.response.statusCode ?? 0;
+          if (status >= 500) {
+            const text = await readResponse(attempt.response, timeouts.idleMs, deadline, ctx.signal).catch(() => Buffer.alloc(0));
+            throw new UpstreamFault('status', `replica answered ${status}: ${text.toString('utf8').slice(0, 200)}`, status);
+          }
+          return attempt;
+        });
+        const status = response.statusCode ?? 0;
+        if (status >= 400) {
+          const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text.toString('utf8'));
+          } catch {
+            parsed = { message: text.toString('utf8').slice(0, 500) };
+          }
+          return sendError(res, toPublicUpstreamError(status, parsed));
+        }
+        const onAbort = () => {
+          request.destroy();
+          events.emit('clientAbort', ctx);
+        };
+        ctx.signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          if (streaming) await relayStream(response, res, ctx, replica, callerWantsUsage, deadline);
+          else await relayCompletion(response, res, ctx, deadline);
+        } finally {
+          ctx.signal.removeEventListener('abort', onAbort);
+        }
+        return;
+      } catch (err) {
+        if (err instanceof ClientGone || ctx.signal.aborted) return;
+        if (err instanceof Retryable) {
+          replica.breaker.recordFailure(err.fault);
+          lastFault = err.fault;
+          events.emit('retry', ctx, replica.id, err.fault);
+          continue;
+        }
+        if (err instanceof UpstreamFault) {
+          if ((err as { staleSocket?: boolean }).staleSocket && staleRetries++ < 2) {
+            // The server closed an idle keep-alive socket just as it was reused: the request never ran. Same replica, no attempt spent.
+            tried.delete(replica);
+            outcome.attempts--;
+            continue;
+          }
+          lastFault = err;
+          events.emit('retry', ctx, replica.id, err);
+          continue;
+        }
+        if (ReplicaBreaker.isRejection(err)) {
+          // The breaker opened (or its half-open probe slot was taken) since the pick: not an attempt.
+          outcome.attempts--;
+          continue;
+        }
+        throw err;
+      } finally {
+        replica.inFlight--;
+      }
+    }
+    if (lastFault) {
+      throw serverError(
+        `The model server failed after ${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}: ${lastFault.message}.`,
+        'upstream_error',
+        lastFault,
+      );
+    }
+    throw serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
+  }
+
+  async function relayCompletion(response: IncomingMessage, res: ServerResponse, ctx: RequestContext, deadline: number): Promise<void> {
+    let completion: ChatCompletion;
+    try {
+      const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
+      completion = JSON.parse(text.toString('utf8')) as ChatCompletion;
+      if (!completion || !Array.isArray(completion.choices))
+        throw new UpstreamFault('malformed', 'the replica answered a body that is not a chat completion');
+    } catch (err) {
+      if (err instanceof ClientGone) throw err;
+      throw new Retryable(
+        err instanceof UpstreamFault ? err : new UpstreamFault('malformed', 'the replica answered a body that is not JSON'),
+      );
+    }
+    if (completion.usage) ctx.usage = completion.usage;
+    const out = applyCompletionTransforms(completion, ctx);
+    ctx.upstream!.responseId = out.id;
+    ctx.upstream!.finishReason = out.choices[0]?.finish_reason ?? undefined;
+    ctx.upstream!.firstByteMs = performance.now() - ctx.startTime;
+    sendJSON(res, 200, out);
+  }
+
+  function relayStream(
+    response: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    replica: Replica,
+    callerWantsUsage: boolean,
+    deadline: number,
+  ): Promise<void> {
+    const transforms = ctx.responseTransforms;
+    const rawPassThrough = !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+    const outcome = ctx.upstream!;
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      let settled = false;
+      let pending = '';
+      let idle: NodeJS.Timeout | undefined;
+      const total = setTimeout(
+        () => fail(new UpstreamFault('timeout', 'the stream did not finish in time')),
+        Math.max(0, deadline - performance.now()),
+      );
+
+      const emit = (chunk: ChatCompletionChunk, data: string | undefined) => {
+        if (chunk.usage) ctx.usage = chunk.usage;
+        const choice = chunk.choices[0];
+        if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
+        if (chunk.choices.length === 0 && chunk.usage && !callerWantsUsage) return;
+        if (rawPassThrough && data !== undefined) {
+          pending += `data: ${data}\n\n`;
+          return;
+        }
+        for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encodeChunk(c);
+      };
+      const flush = () => {
+        if (!pending) return;
+        if (!started) {
+          started = true;
+          outcome.firstByteMs = performance.now() - ctx.startTime;
+          startEventStream(res);
+        }
+        const text = pending;
+        pending = '';
+        if (!res.write(text)) {
+          response.pause();
+          res.once('drain', () => response.resume());
+        }
+      };
+      const finish = () => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(idle);
+        clearTimeout(total);
+        resolve();
+      };
+      /** Before the first byte: retry elsewhere. After it: one error event, then the stream ends. */
+      const fail = (fault: UpstreamFault, publicError?: TeraError) => {
+        if (settled) return;
+        if (!started && !pending) {
+          settled = true;
+          clearTimeout(idle);
+          clearTimeout(total);
+          response.destroy();
+          return reject(new Retryable(fault));
+        }
+        flush();
+        settled = true;
+        clearTimeout(idle);
+        clearTimeout(total);
+        response.destroy();
+        replica.breaker.recordFailure(fault);
+        const error =
+          publicError ??
+          new TeraError(500, 'server_error', `The model server stream failed: ${fault.message}.`, { code: 'upstream_stream_error' });
+        outcome.error = { type: error.type, message: error.message };
+        events.emit('midStreamFailure', ctx, replica.id, fault.message);
+        res.end(encodeErrorEvent(error.toJSON()));
+        resolve();
+      };
+
+      const decoder = createUpstreamSSEDecoder({
+        onChunk: (chunk, data) => {
+          if (outcome.responseId === undefined) outcome.responseId = chunk.id;
+          emit(chunk, data);
+        },
+        onDone: () => {
+          for (const c of applyEndTransforms(transforms, ctx)) pending += encodeChunk(c);
+          pending += SSE_DONE;
+          flush();
+          res.end();
+          finish();
+        },
+        onUpstreamError: (body) => fail(new UpstreamFault('status', 'the replica sent an error event'), toPublicUpstreamError(500, body)),
+        onMalformed: (reason) => fail(new UpstreamFault('malformed', reason)),
+      });
+      const armIdle = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => fail(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
+      };
+      armIdle();
+      response.on('data', (bytes: Buffer) => {
+        if (settled) return;
+        armIdle();
+        decoder.feed(bytes);
+        flush();
+      });
+      response.once('end', () => {
+        if (settled) return;
+        decoder.end();
+        fail(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
+      });
+      response.once('error', (err) => {
+        if (ctx.signal.aborted) {
+          settled = true;
+          clearTimeout(idle);
+          clearTimeout(total);
+          return reject(new ClientGone());
+        }
+        fail(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
+      });
+      response.once('aborted', () => fail(new UpstreamFault('reset', 'the stream broke off')));
+      ctx.signal.addEventListener(
+        'abort',
+        () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(idle);
+          clearTimeout(total);
+          reject(new ClientGone());
+        },
+        { once: true },
+      );
+    });
+  }
+
+  const handler: Middleware = function vllmUpstream(req, res, next) {
+    serve(req, res).catch((err: unknown) => {
+      if (err instanceof ClientGone) return;
+      next(err);
+    });
+  };
+
+  return Object.assign(handler, {
+    events,
+    ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
+    replicas: () => replicas.map((r) => r.status()),
+    close: () => {
+      monitor.stop();
+      for (const r of replicas) r.close();
+    },
+  });
+}

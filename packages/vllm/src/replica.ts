@@ -1,0 +1,97 @@
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { ReplicaBreaker, type BreakerOptions } from '@tera-gw/circuit-breaker';
+
+/** cold: not checked yet; warming: healthy, warm-up completion in flight; ready: takes traffic; unhealthy: out of rotation. */
+export type ReplicaState = 'cold' | 'warming' | 'ready' | 'unhealthy';
+
+export interface ReplicaStatus {
+  url: string;
+  state: ReplicaState;
+  breaker: 'closed' | 'open' | 'halfOpen';
+  inFlight: number;
+}
+
+/** One vLLM server: its address, a keep-alive agent, its breaker, and what the gateway knows of it. */
+export class Replica {
+  readonly id: string;
+  readonly url: URL;
+  readonly secure: boolean;
+  readonly agent: Agent;
+  readonly breaker: ReplicaBreaker;
+  /** Path prefix before `/v1/...`, e.g. '' or '/vllm-a'. */
+  readonly basePath: string;
+  state: ReplicaState = 'cold';
+  inFlight = 0;
+  consecutiveHealthFailures = 0;
+
+  constructor(base: string, breakerOptions?: BreakerOptions) {
+    const url = new URL(base);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`replica URL must be http(s): ${base}`);
+    this.url = url;
+    this.secure = url.protocol === 'https:';
+    this.basePath = url.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
+    this.id = `${url.protocol}//${url.host}${this.basePath}`;
+    // Without keep-alive a Node proxy spends its time in TCP handshakes.
+    const agentOptions = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' as const };
+    this.agent = this.secure ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
+    this.breaker = new ReplicaBreaker(this.id, breakerOptions);
+  }
+
+  /** Ready, and the breaker admits a request (closed, or half-open with its probe slot free). */
+  get available(): boolean {
+    return this.state === 'ready' && this.breaker.allowsRequest();
+  }
+
+  status(): ReplicaStatus {
+    return { url: this.id, state: this.state, breaker: this.breaker.state, inFlight: this.inFlight };
+  }
+
+  /** A small request outside the proxy path (health, warm-up, metrics). */
+  call(
+    method: string,
+    path: string,
+    options: { body?: string; timeoutMs: number; headers?: Record<string, string> },
+  ): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const send = this.secure ? httpsRequest : request;
+      const req = send(
+        {
+          agent: this.agent,
+          hostname: this.url.hostname,
+          port: this.url.port,
+          path: this.basePath + path,
+          method,
+          headers: {
+            ...(options.body === undefined
+              ? {}
+              : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body) }),
+            ...options.headers,
+          },
+        },
+        (res: IncomingMessage) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => {
+            clearTimeout(timer);
+            resolve({ status: res.statusCode ?? 0, body });
+          });
+          res.on('error', fail);
+        },
+      );
+      const timer = setTimeout(() => req.destroy(new Error(`timed out after ${options.timeoutMs} ms`)), options.timeoutMs);
+      function fail(err: Error) {
+        clearTimeout(timer);
+        reject(err);
+      }
+      req.on('error', fail);
+      req.end(options.body);
+    });
+  }
+
+  close(): void {
+    this.breaker.shutdown();
+    this.agent.destroy();
+  }
+}
