@@ -25,4 +25,4 @@ server.listen(Number(process.env.PORT ?? 0), '127.0.0.1', () => {
   const address = server.address() as { port: number };
   process.stdout.write(`fixed-upstream listening on http://127.0.0.1:${address.port}\n`);
 });
-process.once('SIGTERM', () => process.exit(0));
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => process.exit(0));
