@@ -25,6 +25,17 @@ export interface UpstreamOutcome {
   error?: { type: string; message: string };
 }
 
+/** A tool call as the tool-call stage assembled it, for telemetry and logs. */
+export interface AssembledToolCall {
+  index: number;
+  id: string;
+  name: string;
+  arguments: string;
+  /** Arguments parse as JSON and, when the request declared the tool's schema, satisfy it. */
+  valid: boolean;
+  problem?: string;
+}
+
 export interface RequestContext {
   readonly id: string;
   /** `performance.now()` at arrival. */
@@ -44,6 +55,10 @@ export interface RequestContext {
   span?: unknown;
   usage?: Usage;
   upstream?: UpstreamOutcome;
+  /** Filled by the tool-call stage when the model called tools. */
+  toolCalls?: AssembledToolCall[];
+  /** Repairs the response stages made, by kind (e.g. `harmony.tool_name`), for telemetry. */
+  repairs?: Record<string, number>;
   /** Request-side transforms, applied in order to the body before it goes upstream. */
   readonly requestTransforms: ChatTransform[];
   /** Response-side transforms, applied in order to every completion, chunk and stream end. */

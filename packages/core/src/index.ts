@@ -21,6 +21,7 @@ export {
   newRequestId,
   type RequestContext,
   type AuthenticatedKey,
+  type AssembledToolCall,
   type UpstreamOutcome,
 } from './context.js';
 export {
@@ -59,3 +60,4 @@ export { validate, validateChatRequest, issueToError, formatParam, contextLength
 export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText } from './tokens.js';
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
+export { compose } from './compose.js';

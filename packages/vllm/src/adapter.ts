@@ -228,7 +228,14 @@ export function vllm(options: VllmOptions): VllmAdapter {
       );
     }
     if (completion.usage) ctx.usage = completion.usage;
-    const out = applyCompletionTransforms(completion, ctx);
+    let out: ChatCompletion;
+    try {
+      out = applyCompletionTransforms(completion, ctx);
+    } catch (err) {
+      throw err instanceof TeraError
+        ? err
+        : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error', cause: err });
+    }
     ctx.upstream!.responseId = out.id;
     ctx.upstream!.finishReason = out.choices[0]?.finish_reason ?? undefined;
     ctx.upstream!.firstByteMs = performance.now() - ctx.startTime;
@@ -289,14 +296,22 @@ export function vllm(options: VllmOptions): VllmAdapter {
         resolve();
       };
       /** Before the first byte: retry elsewhere. After it: one error event, then the stream ends. */
-      const fail = (fault: UpstreamFault, publicError?: TeraError) => {
+      const fail = (fault: UpstreamFault, publicError?: TeraError, countsAgainstReplica = true) => {
         if (settled) return;
-        if (!started && !pending) {
+        if (!started && !pending && countsAgainstReplica) {
           settled = true;
           clearTimeout(idle);
           clearTimeout(total);
           response.destroy();
           return reject(new Retryable(fault));
+        }
+        if (!started && !pending && publicError) {
+          // Nothing sent yet and not the replica's fault: an ordinary error response.
+          settled = true;
+          clearTimeout(idle);
+          clearTimeout(total);
+          response.destroy();
+          return reject(publicError);
         }
         flush();
         settled = true;
@@ -313,13 +328,30 @@ export function vllm(options: VllmOptions): VllmAdapter {
         resolve();
       };
 
+      // A transform that throws (a TeraError by design, e.g. invalid tool arguments in strict mode, or a bug) ends the stream cleanly.
+      const transformFailed = (err: unknown) =>
+        fail(
+          new UpstreamFault('malformed', 'a response transform refused the stream'),
+          err instanceof TeraError
+            ? err
+            : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error' }),
+          false,
+        );
       const decoder = createUpstreamSSEDecoder({
         onChunk: (chunk, data) => {
           if (outcome.responseId === undefined) outcome.responseId = chunk.id;
-          emit(chunk, data);
+          try {
+            emit(chunk, data);
+          } catch (err) {
+            transformFailed(err);
+          }
         },
         onDone: () => {
-          for (const c of applyEndTransforms(transforms, ctx)) pending += encodeChunk(c);
+          try {
+            for (const c of applyEndTransforms(transforms, ctx)) pending += encodeChunk(c);
+          } catch (err) {
+            return transformFailed(err);
+          }
           pending += SSE_DONE;
           flush();
           res.end();

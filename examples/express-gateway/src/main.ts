@@ -1,0 +1,93 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import express from 'express';
+import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
+import { RedisStore } from '@tera-gw/rate-limit-redis';
+import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
+
+/**
+ * The main job: the gateway in an Express app. Environment:
+ *   PORT (8787), HOST (127.0.0.1), UPSTREAM_URLS (comma-separated vLLM base URLs; unset:
+ *   two embedded vllm-sim replicas), GATEWAY_KEYS (path to a JSON array of
+ *   { key, models, concurrency, tokensPerSecond }; unset: one development key, printed),
+ *   REDIS_URL (limiter state in Redis).
+ */
+const port = Number(process.env.PORT ?? 8787);
+const host = process.env.HOST ?? '127.0.0.1';
+
+function fail(message: string): never {
+  console.error(`express-gateway: ${message}`);
+  process.exit(1);
+}
+
+const sims: SimulatorHandle[] = [];
+let replicas = (process.env.UPSTREAM_URLS ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+if (!replicas.length) {
+  for (let i = 0; i < 2; i++)
+    sims.push(await startSimulator({ ttftMs: Number(process.env.SIM_TTFT_MS ?? 80), itlMs: Number(process.env.SIM_ITL_MS ?? 8) }));
+  replicas = sims.map((s) => s.url);
+  console.log(`no UPSTREAM_URLS: started two embedded vllm-sim replicas at ${replicas.join(', ')}`);
+}
+
+let keys: NonNullable<Exclude<GatewayOptions['auth'], false>['keys']>;
+let devKey: string | undefined;
+if (process.env.GATEWAY_KEYS) {
+  try {
+    keys = JSON.parse(readFileSync(process.env.GATEWAY_KEYS, 'utf8')) as typeof keys;
+  } catch (err) {
+    fail(`cannot read GATEWAY_KEYS=${process.env.GATEWAY_KEYS}: ${(err as Error).message}`);
+  }
+} else {
+  devKey = `sk-tera-dev-${randomBytes(18).toString('base64url')}`;
+  keys = [{ key: devKey, id: 'dev', models: '*', concurrency: 16, tokensPerSecond: 20_000 }];
+}
+
+const store = process.env.REDIS_URL ? new RedisStore({ url: process.env.REDIS_URL }) : undefined;
+
+let gateway: Gateway;
+try {
+  gateway = createGateway({
+    replicas,
+    auth: { keys },
+    rateLimit: store ? { store } : {},
+    upstream: { health: { intervalMs: 5000 } },
+  });
+} catch (err) {
+  fail((err as Error).message);
+}
+
+const app = express();
+app.disable('x-powered-by');
+app.get('/health', gateway.health);
+app.use('/v1', gateway);
+
+const server = app.listen(port, host, () => {
+  const url = `http://${host}:${port}`;
+  console.log(`gateway listening on ${url}`);
+  const key = devKey ?? '<one of your GATEWAY_KEYS>';
+  if (devKey) console.log(`development API key (this run only): ${devKey}`);
+  console.log(
+    `try: curl -s ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"What is the weather in Paris?"}]}'`,
+  );
+});
+// Slow clients may not hold a connection forever (slowloris): headers within 15 s, a body within 60 s.
+server.headersTimeout = 15_000;
+server.requestTimeout = 60_000;
+server.keepAliveTimeout = 65_000;
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  console.log(`${signal}: draining streams in flight, then stopping`);
+  server.close();
+  await gateway.close();
+  await store?.close();
+  await Promise.all(sims.map((s) => s.close()));
+  process.exit(0);
+}
+process.once('SIGINT', () => void shutdown('SIGINT'));
+process.once('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,56 @@
+import { authenticationError, context, permissionError, type Middleware } from '@tera-gw/core';
+import { hashKey, type KeyStore } from './keys.js';
+
+// A bearer token: printable ASCII without spaces, as RFC 6750's b64token and OpenAI's keys are.
+const TOKEN = /^[\x21-\x7e]{8,512}$/;
+
+const missing = () =>
+  authenticationError(
+    "You didn't provide an API key. Provide it in the Authorization header as 'Authorization: Bearer YOUR_KEY'.",
+    'missing_api_key',
+  );
+
+/**
+ * `Authorization: Bearer <key>` against a KeyStore: missing, malformed, unknown, expired or
+ * disabled -> 401 `authentication_error` with `WWW-Authenticate: Bearer`. The key never
+ * appears in an error; the authenticated record goes on the context.
+ */
+export function auth(options: { keyStore: KeyStore; now?: () => number }): Middleware {
+  const { keyStore } = options;
+  const now = options.now ?? Date.now;
+  return function authenticate(req, res, next) {
+    const header = req.headers.authorization;
+    if (!header) return next(missing());
+    const space = header.indexOf(' ');
+    if (space === -1 || header.slice(0, space).toLowerCase() !== 'bearer') {
+      return next(
+        authenticationError(
+          "The Authorization header must use the Bearer scheme: 'Authorization: Bearer YOUR_KEY'.",
+          'invalid_authorization_header',
+        ),
+      );
+    }
+    const key = header.slice(space + 1).trim();
+    if (!TOKEN.test(key)) return next(authenticationError('The API key provided is malformed.', 'invalid_api_key'));
+    keyStore.lookup(hashKey(key)).then((record) => {
+      if (!record) return next(authenticationError('Incorrect API key provided.', 'invalid_api_key'));
+      if (record.disabled) return next(authenticationError('This API key has been disabled.', 'api_key_disabled'));
+      if (record.expiresAt && record.expiresAt.getTime() <= now())
+        return next(authenticationError('This API key has expired.', 'api_key_expired'));
+      const ctx = context(req, res);
+      ctx.key = record.limits ? { id: record.id, models: record.models, limits: record.limits } : { id: record.id, models: record.models };
+      next();
+    }, next);
+  };
+}
+
+/** After validation: a key not scoped to the requested model -> 403 `permission_error`. */
+export function scope(): Middleware {
+  return function checkScope(req, res, next) {
+    const ctx = context(req, res);
+    const models = ctx.key?.models;
+    const model = ctx.body?.model;
+    if (!models || models === '*' || !model || models.includes(model)) return next();
+    next(permissionError(`This API key is not allowed to use the model '${model}'.`));
+  };
+}

@@ -1,0 +1,79 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+/** A key as the store keeps it: never the key itself, only its SHA-256. */
+export interface KeyRecord {
+  /** Stable id for logs, spans, usage and limits. */
+  id: string;
+  /** Models the key may use; `'*'` for all. */
+  models: readonly string[] | '*';
+  limits?: { concurrency?: number; tokensPerSecond?: number };
+  /** After this instant the key answers 401. */
+  expiresAt?: Date;
+  disabled?: boolean;
+}
+
+/** Async, so a database or a secrets service can stand behind it. */
+export interface KeyStore {
+  /** The record for a key's SHA-256 (32 bytes), or undefined. */
+  lookup(keyHash: Buffer): Promise<KeyRecord | undefined>;
+}
+
+export function hashKey(key: string): Buffer {
+  return createHash('sha256').update(key, 'utf8').digest();
+}
+
+/** A short, non-reversible fingerprint that may appear in logs: `sha256:` and 8 hex digits. */
+export function fingerprint(key: string): string {
+  return `sha256:${hashKey(key).toString('hex').slice(0, 8)}`;
+}
+
+/** An entry for `MemoryKeyStore`: the key in clear (hashed at load) or already hashed. */
+export interface KeyEntry {
+  /** The key in clear; hashed at once and not kept. */
+  key?: string;
+  /** Or its SHA-256 in hex. */
+  sha256?: string;
+  id?: string;
+  models?: readonly string[] | '*';
+  concurrency?: number;
+  tokensPerSecond?: number;
+  expiresAt?: string | number | Date;
+  disabled?: boolean;
+}
+
+/** Keys held in memory as SHA-256 hashes, built from a list or a JSON file. */
+export class MemoryKeyStore implements KeyStore {
+  private readonly byHash = new Map<string, { hash: Buffer; record: KeyRecord }>();
+
+  constructor(entries: readonly KeyEntry[]) {
+    entries.forEach((entry, i) => {
+      const hash = entry.key !== undefined ? hashKey(entry.key) : entry.sha256 !== undefined ? Buffer.from(entry.sha256, 'hex') : undefined;
+      if (!hash || hash.length !== 32) throw new TypeError(`key entry ${i}: give \`key\` or a 64-hex-digit \`sha256\``);
+      const limits: KeyRecord['limits'] = {};
+      if (entry.concurrency !== undefined) limits.concurrency = entry.concurrency;
+      if (entry.tokensPerSecond !== undefined) limits.tokensPerSecond = entry.tokensPerSecond;
+      const record: KeyRecord = { id: entry.id ?? `key_${hash.toString('hex').slice(0, 12)}`, models: entry.models ?? '*', limits };
+      if (entry.expiresAt !== undefined) {
+        const at = new Date(entry.expiresAt);
+        if (Number.isNaN(at.getTime())) throw new TypeError(`key entry ${i}: \`expiresAt\` is not a date`);
+        record.expiresAt = at;
+      }
+      if (entry.disabled) record.disabled = true;
+      this.byHash.set(hash.toString('hex'), { hash, record });
+    });
+  }
+
+  /** A JSON file holding an array of entries. */
+  static fromFile(path: string): MemoryKeyStore {
+    const data: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (!Array.isArray(data)) throw new TypeError(`${path}: expected a JSON array of key entries`);
+    return new MemoryKeyStore(data as KeyEntry[]);
+  }
+
+  lookup(keyHash: Buffer): Promise<KeyRecord | undefined> {
+    const found = this.byHash.get(keyHash.toString('hex'));
+    // The map narrows by hash; the final comparison is constant-time all the same.
+    return Promise.resolve(found && timingSafeEqual(found.hash, keyHash) ? found.record : undefined);
+  }
+}

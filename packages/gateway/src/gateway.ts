@@ -1,0 +1,137 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
+import { auth, MemoryKeyStore, scope, type KeyEntry, type KeyStore } from '@tera-gw/auth';
+import {
+  compose,
+  context,
+  fallbackHandler,
+  modelsHandler,
+  requestId,
+  sendJSON,
+  serviceUnavailable,
+  sendError,
+  validate,
+  type Middleware,
+} from '@tera-gw/core';
+import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
+import { reasoning } from '@tera-gw/reasoning';
+import { toolCalls } from '@tera-gw/tool-calls';
+import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
+import { parseGatewayOptions, type GatewayOptionsInput } from './options.js';
+
+export type GatewayOptions = GatewayOptionsInput;
+
+export interface GatewayHandle {
+  /** The whole API as one connect-style handler, for any framework or a bare node:http server. */
+  readonly handler: Middleware;
+  /** `GET /health`: 200 with replica states when at least one replica is ready, 503 otherwise. */
+  readonly health: Middleware;
+  readonly upstream: VllmAdapter;
+  /** Resolves once a replica is warm. */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Stops taking requests, lets streams in flight finish up to the grace period, releases leases, stops health checks. */
+  close(): Promise<void>;
+}
+
+export type Gateway = express.Router & GatewayHandle;
+
+/** The framework-free gateway: every stage in ARCHITECTURE.md's order, shared by Express and Koa. */
+export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
+  const options = parseGatewayOptions(input);
+  const stages = options.stages ?? {};
+  const upstreamOptions: VllmOptions = { replicas: options.replicas, ...(options.upstream as Omit<VllmOptions, 'replicas'>) };
+  const upstream = vllm(upstreamOptions);
+
+  let authStage: Middleware | undefined;
+  if (stages.auth !== undefined) authStage = stages.auth === false ? undefined : (stages.auth as Middleware);
+  else if (options.auth !== false) {
+    const keyStore =
+      (options.auth.keyStore as KeyStore | undefined) ??
+      (options.auth.keys ? new MemoryKeyStore(options.auth.keys as KeyEntry[]) : undefined);
+    if (!keyStore)
+      throw new TypeError("createGateway(): option 'auth' needs `keys` or `keyStore` (or `auth: false` with your own auth in front)");
+    authStage = auth({ keyStore });
+  }
+  const pick = (name: keyof NonNullable<typeof options.stages>, fallback: Middleware | undefined): Middleware | undefined =>
+    stages[name] === undefined ? fallback : stages[name] === false ? undefined : (stages[name] as Middleware);
+
+  const chatStages: Array<Middleware | undefined> = [
+    pick('telemetry', undefined),
+    authStage,
+    validate(options.validation ?? {}),
+    pick('scope', options.auth === false ? undefined : scope()),
+    pick('rateLimit', options.rateLimit === false ? undefined : rateLimit((options.rateLimit ?? {}) as RateLimitOptions)),
+    pick('harmony', undefined),
+    options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
+    options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
+    upstream,
+  ];
+  const chat = compose(chatStages.filter((s): s is Middleware => s !== undefined));
+  const models = modelsHandler();
+  const fallback = fallbackHandler();
+  const stamp = requestId();
+
+  let closing = false;
+  let inFlight = 0;
+  const drained: Array<() => void> = [];
+
+  const handler: Middleware = function teraGateway(req, res, next) {
+    stamp(req, res, () => undefined);
+    const path = (req.url ?? '/').split('?', 1)[0];
+    if (path === '/chat/completions' && req.method === 'POST') {
+      if (closing)
+        return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
+      inFlight++;
+      context(req, res).cleanups.push(() => {
+        if (--inFlight === 0) for (const fn of drained.splice(0)) fn();
+      });
+      return chat(req, res, () => fallback(req, res, next));
+    }
+    models(req, res, () => fallback(req, res, next));
+  };
+
+  const health: Middleware = (_req: IncomingMessage, res: ServerResponse) => {
+    const replicas = upstream.replicas();
+    const ok = !closing && replicas.some((r) => r.state === 'ready' && r.breaker !== 'open');
+    sendJSON(res, ok ? 200 : 503, { status: ok ? 'ok' : closing ? 'shutting_down' : 'unavailable', replicas });
+  };
+
+  return {
+    handler,
+    health,
+    upstream,
+    ready: (timeoutMs) => upstream.ready(timeoutMs),
+    async close() {
+      closing = true;
+      const grace = options.shutdownGraceMs ?? 30_000;
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, grace);
+          timer.unref();
+          drained.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      upstream.close();
+    },
+  };
+}
+
+/**
+ * The gateway as an Express router: `app.use('/v1', createGateway(options))`. Serves
+ * `/chat/completions`, `/models`, `/models/{id}`, and answers every other path in the error shape.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const gateway = createGatewayHandler(options);
+  const router = express.Router();
+  router.use(gateway.handler);
+  return Object.assign(router, {
+    handler: gateway.handler,
+    health: gateway.health,
+    upstream: gateway.upstream,
+    ready: gateway.ready,
+    close: gateway.close,
+  });
+}

@@ -1,0 +1,143 @@
+import { z } from 'zod';
+
+const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
+const stage = z.union([middleware, z.literal(false)]).optional();
+
+/** The options object, validated once at start-up: a wrong option fails fast and names itself. */
+export const gatewayOptionsSchema = z.strictObject({
+  replicas: z.array(z.url({ protocol: /^https?$/ })).min(1, 'give at least one vLLM base URL'),
+  upstream: z
+    .strictObject({
+      apiKey: z.string().optional(),
+      maxAttempts: z.int().min(1).max(10).optional(),
+      timeouts: z
+        .strictObject({
+          connectMs: z.int().positive().optional(),
+          firstByteMs: z.int().positive().optional(),
+          idleMs: z.int().positive().optional(),
+          totalMs: z.int().positive().optional(),
+        })
+        .optional(),
+      health: z
+        .union([
+          z.literal(false),
+          z.strictObject({
+            intervalMs: z.int().positive().optional(),
+            timeoutMs: z.int().positive().optional(),
+            unhealthyThreshold: z.int().positive().optional(),
+            warmUp: z.boolean().optional(),
+            warmUpTimeoutMs: z.int().positive().optional(),
+          }),
+        ])
+        .optional(),
+      breaker: z
+        .strictObject({
+          consecutiveFailures: z.int().positive().optional(),
+          errorThresholdPercentage: z.number().min(1).max(100).optional(),
+          volumeThreshold: z.int().min(0).optional(),
+          rollingWindowMs: z.int().positive().optional(),
+          resetTimeoutMs: z.int().positive().optional(),
+        })
+        .optional(),
+      forwardHeaders: z.array(z.string()).optional(),
+      retryAfterSeconds: z.int().positive().optional(),
+      router: z
+        .custom<object>(
+          (v) => typeof v === 'object' && v !== null && typeof (v as { pick?: unknown }).pick === 'function',
+          'must have a pick() method',
+        )
+        .optional(),
+    })
+    .optional(),
+  validation: z
+    .strictObject({
+      unknownFields: z.enum(['reject', 'drop']).optional(),
+      maxBodyBytes: z.int().positive().optional(),
+    })
+    .optional(),
+  reasoning: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        output: z.enum(['reasoning', 'reasoning_content', 'both', 'none']).optional(),
+        upstreamField: z.enum(['reasoning', 'reasoning_content', 'drop']).optional(),
+      }),
+    ])
+    .optional(),
+  toolCalls: z
+    .union([
+      z.literal(false),
+      z.strictObject({ onInvalid: z.enum(['pass', 'error']).optional(), mode: z.enum(['incremental', 'buffered']).optional() }),
+    ])
+    .optional(),
+  /** API keys: a list (keys in clear or SHA-256) or a KeyStore of yours; `false` turns auth off (then put your own before the gateway). */
+  auth: z.union([
+    z.literal(false),
+    z.strictObject({
+      keys: z
+        .array(
+          z.strictObject({
+            key: z.string().min(8).optional(),
+            sha256: z
+              .string()
+              .regex(/^[0-9a-f]{64}$/i)
+              .optional(),
+            id: z.string().optional(),
+            models: z.union([z.array(z.string()), z.literal('*')]).optional(),
+            concurrency: z.int().positive().optional(),
+            tokensPerSecond: z.number().positive().optional(),
+            expiresAt: z.union([z.string(), z.number(), z.date()]).optional(),
+            disabled: z.boolean().optional(),
+          }),
+        )
+        .optional(),
+      keyStore: z
+        .custom<object>(
+          (v) => typeof v === 'object' && v !== null && typeof (v as { lookup?: unknown }).lookup === 'function',
+          'must have a lookup() method',
+        )
+        .optional(),
+    }),
+  ]),
+  rateLimit: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        store: z
+          .custom<object>(
+            (v) => typeof v === 'object' && v !== null && typeof (v as { acquire?: unknown }).acquire === 'function',
+            'must implement the Store interface',
+          )
+          .optional(),
+        defaults: z
+          .strictObject({ concurrency: z.int().positive().optional(), tokensPerSecond: z.number().positive().optional() })
+          .optional(),
+        burstSeconds: z.number().positive().optional(),
+        outputReservation: z.int().positive().optional(),
+        leaseTtlMs: z.int().positive().optional(),
+        onStoreError: z.enum(['open', 'closed']).optional(),
+      }),
+    ])
+    .optional(),
+  /** Replace or leave out a stage: a middleware of your own, or `false`. */
+  stages: z.strictObject({ telemetry: stage, auth: stage, scope: stage, rateLimit: stage, harmony: stage }).optional(),
+  /** How long `close()` lets streams in flight finish. */
+  shutdownGraceMs: z.int().min(0).optional(),
+});
+
+export type GatewayOptionsInput = z.input<typeof gatewayOptionsSchema>;
+
+export function parseGatewayOptions(input: unknown): z.output<typeof gatewayOptionsSchema> {
+  const result = gatewayOptionsSchema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const path = issue.path
+    .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
+    .join('')
+    .replace(/^\./, '');
+  const what =
+    issue.code === 'unrecognized_keys'
+      ? `unknown option ${issue.keys.map((k) => `'${path ? `${path}.` : ''}${k}'`).join(', ')}`
+      : `option '${path || '(root)'}': ${issue.message}`;
+  throw new TypeError(`createGateway(): ${what}. See the options table in @tera-gw/gateway's README.`);
+}

@@ -1,0 +1,1 @@
+export { koaGateway, toKoa, type KoaGateway } from './koa.js';

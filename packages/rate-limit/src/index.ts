@@ -1,0 +1,3 @@
+export { rateLimit, admissionCost, type RateLimitOptions } from './rate-limit.js';
+export { MemoryStore } from './memory-store.js';
+export { refill, type AcquireRequest, type AcquireResult, type LimitState, type Store } from './store.js';

@@ -1,0 +1,1 @@
+export { reasoning, reasoningTransform, type ReasoningOptions } from './reasoning.js';

@@ -1,0 +1,95 @@
+import {
+  context,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatCompletionRequest,
+  type ChatTransform,
+  type Middleware,
+} from '@tera-gw/core';
+
+export interface ReasoningOptions {
+  /**
+   * The field the caller receives reasoning in: `reasoning` (vLLM 0.17+ and this gateway's
+   * contract), `reasoning_content` (for clients ported from providers that use it), `both`
+   * (same text in each), or `none` (hidden; its tokens still count in usage).
+   * @defaultValue `'reasoning'`
+   */
+  output?: 'reasoning' | 'reasoning_content' | 'both' | 'none';
+  /**
+   * What reasoning on assistant messages a client sends back becomes upstream: the field the
+   * vLLM release reads (`reasoning` from 0.17 on, `reasoning_content` before), or `drop`.
+   * @defaultValue `'reasoning'`
+   */
+  upstreamField?: 'reasoning' | 'reasoning_content' | 'drop';
+}
+
+type WithReasoning = { reasoning?: string | null; reasoning_content?: string | null };
+
+/** One text out of either field; when both are present they carry the same text (vLLM's alias), so `reasoning` wins. */
+function takeReasoning(target: WithReasoning): string | undefined {
+  const text = target.reasoning ?? target.reasoning_content ?? undefined;
+  delete target.reasoning;
+  delete target.reasoning_content;
+  return text ?? undefined;
+}
+
+function place(target: WithReasoning, text: string, output: NonNullable<ReasoningOptions['output']>): void {
+  if (output === 'reasoning' || output === 'both') target.reasoning = text;
+  if (output === 'reasoning_content' || output === 'both') target.reasoning_content = text;
+}
+
+/** The pure transform, for in-house gateways (`transformSSE(stream, [reasoningTransform()])`). Stateless. */
+export function reasoningTransform(options: ReasoningOptions = {}): ChatTransform {
+  const output = options.output ?? 'reasoning';
+  const upstreamField = options.upstreamField ?? 'reasoning';
+  return {
+    name: 'reasoning',
+    request(body: ChatCompletionRequest) {
+      for (const m of body.messages) {
+        if (m.role !== 'assistant' || (m.reasoning == null && m.reasoning_content == null)) continue;
+        const text = takeReasoning(m);
+        if (text !== undefined && upstreamField !== 'drop') m[upstreamField] = text;
+      }
+      return body;
+    },
+    completion(body: ChatCompletion) {
+      for (const choice of body.choices) {
+        const message = choice.message as WithReasoning;
+        if (message.reasoning === undefined && message.reasoning_content === undefined) continue;
+        const text = takeReasoning(message);
+        if (text !== undefined && output !== 'none') place(message, text, output);
+      }
+      return body;
+    },
+    chunk(chunk: ChatCompletionChunk) {
+      for (const choice of chunk.choices) {
+        const delta = choice.delta as WithReasoning;
+        if (delta.reasoning == null && delta.reasoning_content == null) continue;
+        const text = takeReasoning(delta);
+        if (text !== undefined && output !== 'none') place(delta, text, output);
+      }
+      if (output === 'none' && isEmptyDelta(chunk)) return [];
+      return [chunk];
+    },
+  };
+}
+
+/** A chunk left with nothing for the caller once hidden reasoning is removed. */
+function isEmptyDelta(chunk: ChatCompletionChunk): boolean {
+  if (chunk.usage || chunk.choices.length !== 1) return false;
+  const choice = chunk.choices[0]!;
+  if (choice.finish_reason != null || choice.logprobs != null) return false;
+  for (const key in choice.delta) if ((choice.delta as Record<string, unknown>)[key] != null) return false;
+  return true;
+}
+
+/** Registers the reasoning transform on the request's context, on both sides. */
+export function reasoning(options: ReasoningOptions = {}): Middleware {
+  const transform = reasoningTransform(options);
+  return function reasoningStage(req, res, next) {
+    const ctx = context(req, res);
+    ctx.requestTransforms.push(transform);
+    ctx.responseTransforms.push(transform);
+    next();
+  };
+}
