@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import express from 'express';
-import { auth, MemoryKeyStore, scope, type KeyEntry, type KeyStore } from '@tera-gw/auth';
+import { auth, MemoryKeyStore, scope, type KeyStore } from '@tera-gw/auth';
 import {
   compose,
   context,
@@ -28,9 +28,9 @@ export interface GatewayHandle {
   readonly health: Middleware;
   readonly upstream: VllmAdapter;
   /** Resolves once a replica is warm. */
-  ready(timeoutMs?: number): Promise<void>;
+  readonly ready: (timeoutMs?: number) => Promise<void>;
   /** Stops taking requests, lets streams in flight finish up to the grace period, releases leases, stops health checks. */
-  close(): Promise<void>;
+  readonly close: () => Promise<void>;
 }
 
 export type Gateway = express.Router & GatewayHandle;
@@ -43,17 +43,16 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const upstream = vllm(upstreamOptions);
 
   let authStage: Middleware | undefined;
-  if (stages.auth !== undefined) authStage = stages.auth === false ? undefined : (stages.auth as Middleware);
+  if (stages.auth !== undefined) authStage = stages.auth === false ? undefined : stages.auth;
   else if (options.auth !== false) {
     const keyStore =
-      (options.auth.keyStore as KeyStore | undefined) ??
-      (options.auth.keys ? new MemoryKeyStore(options.auth.keys as KeyEntry[]) : undefined);
+      (options.auth.keyStore as KeyStore | undefined) ?? (options.auth.keys ? new MemoryKeyStore(options.auth.keys) : undefined);
     if (!keyStore)
       throw new TypeError("createGateway(): option 'auth' needs `keys` or `keyStore` (or `auth: false` with your own auth in front)");
     authStage = auth({ keyStore });
   }
   const pick = (name: keyof NonNullable<typeof options.stages>, fallback: Middleware | undefined): Middleware | undefined =>
-    stages[name] === undefined ? fallback : stages[name] === false ? undefined : (stages[name] as Middleware);
+    stages[name] === undefined ? fallback : stages[name] === false ? undefined : stages[name];
 
   const chatStages: Array<Middleware | undefined> = [
     pick('telemetry', undefined),

@@ -19,7 +19,8 @@ export function toKoa(stage: Middleware): KoaMiddleware {
       };
       ctx.res.once('close', done);
       stage(ctx.req, ctx.res, (err) => {
-        if (err !== undefined && err !== null) return reject(err instanceof Error ? err : new Error(String(err)));
+        if (err !== undefined && err !== null)
+          return reject(err instanceof Error ? err : new Error('a gateway stage failed', { cause: err }));
         passed = true;
         ctx.res.off('close', done);
         ctx.respond = true;

@@ -3,14 +3,13 @@ import { createContext, type ChatCompletion, type ChatCompletionChunk, type Chat
 import { reasoningTransform } from '../src/index.js';
 
 const ctx = createContext();
-const completion = (message: Record<string, unknown>): ChatCompletion =>
-  ({
-    id: 'c',
-    object: 'chat.completion',
-    created: 1,
-    model: 'm',
-    choices: [{ index: 0, message: { role: 'assistant', content: 'four', ...message }, logprobs: null, finish_reason: 'stop' }],
-  }) as ChatCompletion;
+const completion = (message: Record<string, unknown>): ChatCompletion => ({
+  id: 'c',
+  object: 'chat.completion',
+  created: 1,
+  model: 'm',
+  choices: [{ index: 0, message: { role: 'assistant', content: 'four', ...message }, logprobs: null, finish_reason: 'stop' }],
+});
 const chunk = (delta: Record<string, unknown>): ChatCompletionChunk => ({
   id: 'c',
   object: 'chat.completion.chunk',
@@ -56,16 +55,15 @@ describe('response side', () => {
 });
 
 describe('request side', () => {
-  const body = (): ChatCompletionRequest =>
-    ({
-      model: 'openai/gpt-oss-20b',
-      messages: [
-        { role: 'user', content: 'q' },
-        { role: 'assistant', content: 'a', reasoning_content: 'thought' },
-        { role: 'assistant', content: 'b', reasoning: 'thought 2' },
-        { role: 'user', content: 'q2' },
-      ],
-    }) as ChatCompletionRequest;
+  const body = (): ChatCompletionRequest => ({
+    model: 'openai/gpt-oss-20b',
+    messages: [
+      { role: 'user', content: 'q' },
+      { role: 'assistant', content: 'a', reasoning_content: 'thought' },
+      { role: 'assistant', content: 'b', reasoning: 'thought 2' },
+      { role: 'user', content: 'q2' },
+    ],
+  });
 
   it('assistant reasoning sent back in either field becomes the upstream field', () => {
     const out = reasoningTransform().request!(body(), ctx);

@@ -23,7 +23,7 @@ export function checkArguments(name: string, args: string, tools: readonly ChatT
   if (!tool.function.parameters) return { valid: true };
   let result;
   try {
-    result = new Validator(tool.function.parameters as never, '2020-12', true).validate(value);
+    result = new Validator(tool.function.parameters, '2020-12', true).validate(value);
   } catch {
     // A schema the validator cannot read says nothing about the call.
     return { valid: true };

@@ -63,11 +63,11 @@ export interface AdapterEvents {
 
 export interface VllmAdapter extends Middleware {
   /** Resolves once at least one replica is warm and ready (or rejects after `timeoutMs`). */
-  ready(timeoutMs?: number): Promise<void>;
-  replicas(): ReplicaStatus[];
+  readonly ready: (timeoutMs?: number) => Promise<void>;
+  readonly replicas: () => ReplicaStatus[];
   readonly events: EventEmitter<AdapterEvents>;
   /** Stops health checks and closes upstream connections. */
-  close(): void;
+  readonly close: () => void;
 }
 
 const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
