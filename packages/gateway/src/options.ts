@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { formatParam, issueToError } from '@tera-gw/core';
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
 const stage = z.union([middleware, z.literal(false)]).optional();
@@ -131,13 +132,14 @@ export function parseGatewayOptions(input: unknown): z.output<typeof gatewayOpti
   const result = gatewayOptionsSchema.safeParse(input);
   if (result.success) return result.data;
   const issue = result.error.issues[0]!;
-  const path = issue.path
-    .map((p) => (typeof p === 'number' ? `[${p}]` : `.${String(p)}`))
-    .join('')
-    .replace(/^\./, '');
-  const what =
-    issue.code === 'unrecognized_keys'
-      ? `unknown option ${issue.keys.map((k) => `'${path ? `${path}.` : ''}${k}'`).join(', ')}`
-      : `option '${path || '(root)'}': ${issue.message}`;
+  let what: string;
+  if (issue.code === 'unrecognized_keys') {
+    const path = formatParam(issue.path);
+    what = `unknown option ${issue.keys.map((k) => `'${path ? `${path}.` : ''}${k}'`).join(', ')}`;
+  } else {
+    // Core's request validation already names the deepest field at fault inside a union.
+    const error = issueToError(issue);
+    what = `option '${error.param ?? '(root)'}': ${issue.code === 'invalid_union' ? error.message : issue.message}`;
+  }
   throw new TypeError(`createGateway(): ${what}. See the options table in @tera-gw/gateway's README.`);
 }

@@ -61,6 +61,8 @@ export interface RedisStoreOptions {
   redisOptions?: RedisOptions;
   /** @defaultValue `tera:rl:` */
   prefix?: string;
+  /** While Redis is not connected, how long a decision waits for it before failing (then the limiter fails open or closed). @defaultValue 500 ms */
+  connectWaitMs?: number;
 }
 
 /** Limiter state in Redis: every decision is one Lua script, atomic across all gateway hosts. */
@@ -81,6 +83,24 @@ export class RedisStore implements Store {
     this.redis = client as Scripted;
     this.owned = !options.client;
     this.prefix = options.prefix ?? 'tera:rl:';
+    this.connectWaitMs = options.connectWaitMs ?? 500;
+  }
+
+  private readonly connectWaitMs: number;
+
+  /** Commands are not queued while Redis is away (so a dead Redis fails fast); a short wait covers connecting and reconnecting. */
+  private async connected(): Promise<void> {
+    if (this.redis.status === 'ready') return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.connectWaitMs);
+      const redis = this.redis;
+      function done() {
+        clearTimeout(timer);
+        redis.off('ready', done);
+        resolve();
+      }
+      redis.once('ready', done);
+    });
   }
 
   private keys(key: string): [string, string] {
@@ -89,6 +109,7 @@ export class RedisStore implements Store {
   }
 
   async acquire(key: string, r: AcquireRequest): Promise<AcquireResult> {
+    await this.connected();
     const leaseId = randomUUID();
     const [bucket, leases] = this.keys(key);
     const [ok, reason, retry, remaining, tokensText] = await this.redis.teraAcquire(
@@ -112,6 +133,7 @@ export class RedisStore implements Store {
   }
 
   async release(key: string, leaseId: string, adjust: number, r: Pick<AcquireRequest, 'tokensPerSecond' | 'burst'>): Promise<void> {
+    await this.connected();
     const [bucket, leases] = this.keys(key);
     await this.redis.teraRelease(bucket, leases, leaseId, adjust, r.tokensPerSecond, r.burst);
   }

@@ -1,0 +1,260 @@
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryStore, type AcquireRequest, type Store } from '@tera-gw/rate-limit';
+import { RedisStore } from '@tera-gw/rate-limit-redis';
+import { mountGateway, type Mounted } from '../helpers/mount.js';
+import { redisAvailable, spawnGateway, spawnSim, startRedis, type RedisProcess, type SimProcess } from '../helpers/processes.js';
+
+const model = 'openai/gpt-oss-20b';
+const withRedis = redisAvailable();
+let redis: RedisProcess | undefined;
+beforeAll(async () => {
+  if (withRedis) redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.stop();
+});
+
+const limits = (over: Partial<AcquireRequest> = {}): AcquireRequest => ({
+  cost: 10,
+  concurrency: 3,
+  tokensPerSecond: 100,
+  burst: 100,
+  leaseTtlMs: 60_000,
+  ...over,
+});
+let keyCounter = 0;
+const freshKey = () => `key-${process.pid}-${keyCounter++}-${Date.now()}`;
+
+const stores: Array<[string, () => Store]> = [['MemoryStore', () => new MemoryStore()]];
+if (withRedis) stores.push(['RedisStore', () => new RedisStore({ url: redis!.url })]);
+
+describe.each(stores)('%s', (_name, makeStore) => {
+  let store: Store;
+  beforeAll(() => {
+    store = makeStore();
+  });
+  afterAll(() => store.close?.());
+
+  it('a burst of parallel acquisitions admits exactly the concurrency limit', async () => {
+    const key = freshKey();
+    const results = await Promise.all(Array.from({ length: 20 }, () => store.acquire(key, limits({ concurrency: 3, cost: 1 }))));
+    expect(results.filter((r) => r.ok)).toHaveLength(3);
+    const refused = results.filter((r) => !r.ok);
+    expect(refused.every((r) => !r.ok && r.reason === 'concurrency' && r.retryAfterMs >= 1000)).toBe(true);
+  });
+
+  it('released leases free their slot; releasing twice changes nothing', async () => {
+    const key = freshKey();
+    const a = await store.acquire(key, limits({ concurrency: 1, cost: 1 }));
+    expect(a.ok).toBe(true);
+    expect((await store.acquire(key, limits({ concurrency: 1, cost: 1 }))).ok).toBe(false);
+    if (!a.ok) throw new Error('unreachable');
+    await store.release(key, a.leaseId, 0, limits());
+    await store.release(key, a.leaseId, -1000, limits());
+    const b = await store.acquire(key, limits({ concurrency: 1, cost: 1 }));
+    expect(b.ok).toBe(true);
+    // The second release did not refund 1000 tokens: the bucket stays under its burst.
+    expect(b.remainingTokens).toBeLessThanOrEqual(99);
+  });
+
+  it('leases of a dead process expire', async () => {
+    const key = freshKey();
+    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(true);
+    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(false);
+    await new Promise((r) => setTimeout(r, 250));
+    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(true);
+  });
+
+  it('token bucket with debt; Retry-After is honest; reconciliation refunds', async () => {
+    const key = freshKey();
+    const r1 = await store.acquire(key, limits({ cost: 150, concurrency: 10 }));
+    expect(r1.ok).toBe(true);
+    expect(r1.remainingTokens).toBeCloseTo(-50, 0);
+    const r2 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
+    expect(r2.ok).toBe(false);
+    if (r2.ok) throw new Error('unreachable');
+    expect(r2.reason).toBe('tokens');
+    expect(r2.retryAfterMs).toBeGreaterThan(400);
+    expect(r2.retryAfterMs).toBeLessThan(600);
+    await new Promise((r) => setTimeout(r, r2.retryAfterMs + 20));
+    const r3 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
+    expect(r3.ok).toBe(true);
+    if (!r1.ok) throw new Error('unreachable');
+    // The upstream said 30 tokens, not 150: 120 come back.
+    await store.release(key, r1.leaseId, 30 - 150, limits());
+    const r4 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
+    expect(r4.ok).toBe(true);
+    expect(r4.remainingTokens).toBeGreaterThan(60);
+  });
+});
+
+describe('limits through the gateway', () => {
+  let sim: SimProcess;
+  let gw: Mounted;
+  beforeAll(async () => {
+    sim = await spawnSim(['--itl-ms', '2']);
+    gw = await mountGateway('express', {
+      replicas: [sim.url],
+      auth: {
+        keys: [
+          { key: 'sk-tera-single-lease', id: 'single', concurrency: 1, tokensPerSecond: 1_000_000 },
+          { key: 'sk-tera-small-budget', id: 'small', concurrency: 10, tokensPerSecond: 100 },
+          { key: 'sk-tera-burst-limit', id: 'burst', concurrency: 3, tokensPerSecond: 1_000_000 },
+        ],
+      },
+      rateLimit: { burstSeconds: 1 },
+      upstream: { health: { intervalMs: 200 }, forwardHeaders: ['x-sim-fault'], maxAttempts: 1 },
+    });
+    await gw.gateway.ready();
+  });
+  afterAll(async () => {
+    await gw.close();
+    await sim.kill();
+  });
+  const call = (key: string, body: object = {}, headers: Record<string, string> = {}, signal?: AbortSignal) =>
+    fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }], ...body }),
+      ...(signal ? { signal } : {}),
+    });
+  const admitted = async (key: string) => {
+    await new Promise((r) => setTimeout(r, 30));
+    const res = await call(key);
+    await res.text();
+    return res.status;
+  };
+
+  it('a burst of 12 parallel streams on a key limited to 3: exactly 3 admitted, 9 refused, none hangs', async () => {
+    await sim.configure({ itlMs: 20 });
+    try {
+      const responses = await Promise.all(Array.from({ length: 12 }, () => call('sk-tera-burst-limit', { stream: true })));
+      const statuses = responses.map((r) => r.status).sort();
+      await Promise.all(responses.map((r) => r.text()));
+      expect(statuses.filter((s) => s === 200)).toHaveLength(3);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(9);
+    } finally {
+      await sim.configure({ itlMs: 2 });
+    }
+  });
+
+  it('the lease comes back after success, upstream error, client abort and mid-stream failure', async () => {
+    const key = 'sk-tera-single-lease';
+    expect((await call(key)).status).toBe(200);
+    expect(await admitted(key)).toBe(200);
+
+    const failed = await call(key, {}, { 'x-sim-fault': '500' });
+    expect(failed.status).toBe(500);
+    expect(await admitted(key)).toBe(200);
+
+    await sim.configure({ itlMs: 30 });
+    const controller = new AbortController();
+    const aborted = await call(key, { stream: true }, {}, controller.signal);
+    const reader = aborted.body!.getReader();
+    await reader.read();
+    controller.abort();
+    await reader.read().catch(() => undefined);
+    await sim.configure({ itlMs: 2 });
+    expect(await admitted(key)).toBe(200);
+
+    const broken = await call(key, { stream: true }, { 'x-sim-fault': 'drop-mid-stream' });
+    expect(await broken.text()).toContain('"error"');
+    expect(await admitted(key)).toBe(200);
+  });
+
+  it('the token budget is enforced, reconciled with real usage, and Retry-After is honest', async () => {
+    const key = 'sk-tera-small-budget';
+    // Burst 100 tokens: a request reserving 90 output tokens passes; its real usage is reconciled at the end.
+    const first = await call(key, { max_tokens: 90 });
+    expect(first.status).toBe(200);
+    const usage = ((await first.json()) as { usage: { total_tokens: number } }).usage.total_tokens;
+    expect(Number(first.headers.get('x-ratelimit-remaining-tokens'))).toBeLessThan(20);
+    await new Promise((r) => setTimeout(r, 30));
+    const second = await call(key, { max_tokens: 90 });
+    let statusAfterWait: number;
+    if (second.status === 429) {
+      const wait = Number(second.headers.get('retry-after'));
+      expect(wait).toBeGreaterThanOrEqual(1);
+      await second.text();
+      await new Promise((r) => setTimeout(r, wait * 1000));
+      statusAfterWait = (await call(key, { max_tokens: 5 })).status;
+    } else {
+      // Reconciliation refunded enough (usage below the reservation) to admit the second at once.
+      expect(usage).toBeLessThan(90 + 20);
+      statusAfterWait = 200;
+    }
+    expect(statusAfterWait).toBe(200);
+  });
+});
+
+describe.skipIf(!withRedis)('two gateway processes on one Redis', () => {
+  it('share the concurrency limit of a key', async () => {
+    const sim = await spawnSim(['--itl-ms', '25']);
+    const keysFile = join(tmpdir(), `tera-keys-${process.pid}.json`);
+    writeFileSync(
+      keysFile,
+      JSON.stringify([{ key: 'sk-tera-shared-key', id: 'shared', models: '*', concurrency: 2, tokensPerSecond: 1_000_000 }]),
+    );
+    const env = { UPSTREAM_URLS: sim.url, GATEWAY_KEYS: keysFile, REDIS_URL: redis!.url };
+    const [a, b] = await Promise.all([spawnGateway(env), spawnGateway(env)]);
+    try {
+      for (const gw of [a, b]) {
+        for (let i = 0; i < 100; i++) {
+          if ((await fetch(`${gw.url}/health`)).status === 200) break;
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      const send = (url: string) =>
+        fetch(`${url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-tera-shared-key' },
+          body: JSON.stringify({ model, stream: true, messages: [{ role: 'user', content: 'hi' }] }),
+        });
+      const responses = await Promise.all([send(a.url), send(a.url), send(b.url), send(b.url), send(a.url), send(b.url)]);
+      const statuses = responses.map((r) => r.status);
+      await Promise.all(responses.map((r) => r.text()));
+      expect(statuses.filter((s) => s === 200)).toHaveLength(2);
+      expect(statuses.filter((s) => s === 429)).toHaveLength(4);
+      // The key never appears in the gateways' output.
+      expect(a.output() + b.output()).not.toContain('sk-tera-shared-key');
+      const direct = new Redis(redis!.url);
+      expect(await direct.zcard('tera:rl:{shared}:leases')).toBe(0);
+      direct.disconnect();
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await sim.kill();
+    }
+  });
+
+  it('Redis unreachable: fail open by default, fail closed by option; the gateway keeps serving', async () => {
+    const sim = await spawnSim([]);
+    const dead = new RedisStore({ url: 'redis://127.0.0.1:1' });
+    const open = await mountGateway('express', {
+      replicas: [sim.url],
+      auth: { keys: [{ key: 'sk-tera-test-key-1' }] },
+      rateLimit: { store: dead },
+    });
+    const closed = await mountGateway('express', {
+      replicas: [sim.url],
+      auth: { keys: [{ key: 'sk-tera-test-key-1' }] },
+      rateLimit: { store: dead, onStoreError: 'closed' },
+    });
+    try {
+      await open.gateway.ready();
+      await closed.gateway.ready();
+      await expect(open.client().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).resolves.toBeTruthy();
+      await expect(closed.client().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+        status: 503,
+      });
+    } finally {
+      await open.close();
+      await closed.close();
+      await dead.close();
+      await sim.kill();
+    }
+  });
+});
