@@ -4,13 +4,14 @@ import express from 'express';
 import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
 import { RedisStore } from '@tera-gw/rate-limit-redis';
 import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
+import { setUpTracing } from './otel.js';
 
 /**
  * The main job: the gateway in an Express app. Environment:
  *   PORT (8787), HOST (127.0.0.1), UPSTREAM_URLS (comma-separated vLLM base URLs; unset:
  *   two embedded vllm-sim replicas), GATEWAY_KEYS (path to a JSON array of
  *   { key, models, concurrency, tokensPerSecond }; unset: one development key, printed),
- *   REDIS_URL (limiter state in Redis).
+ *   REDIS_URL (limiter state in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -19,6 +20,8 @@ function fail(message: string): never {
   console.error(`express-gateway: ${message}`);
   process.exit(1);
 }
+
+const stopTracing = await setUpTracing();
 
 const sims: SimulatorHandle[] = [];
 let replicas = (process.env.UPSTREAM_URLS ?? '')
@@ -87,6 +90,7 @@ async function shutdown(signal: string) {
   await gateway.close();
   await store?.close();
   await Promise.all(sims.map((s) => s.close()));
+  await stopTracing?.();
   process.exit(0);
 }
 process.once('SIGINT', () => void shutdown('SIGINT'));

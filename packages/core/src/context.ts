@@ -13,9 +13,28 @@ export interface AuthenticatedKey {
 }
 
 /** What the upstream adapter records about how a request was served, for telemetry and usage. */
+/** One try against one replica, for telemetry's per-attempt spans. Times are `performance.now()` values. */
+export interface AttemptRecord {
+  replica: string;
+  start: number;
+  end?: number;
+  /** HTTP status the replica answered, when it answered. */
+  status?: number;
+  outcome: 'ok' | 'retried' | 'failed' | 'aborted';
+  error?: string;
+}
+
+/** Something that happened to a request, for span events. `time` is a `performance.now()` value. */
+export interface RequestEvent {
+  name: string;
+  time: number;
+  attributes?: Record<string, string | number | boolean>;
+}
+
 export interface UpstreamOutcome {
   replica?: string;
   attempts: number;
+  attemptLog?: AttemptRecord[];
   /** The response id the upstream gave. */
   responseId?: string;
   finishReason?: string;
@@ -59,6 +78,8 @@ export interface RequestContext {
   toolCalls?: AssembledToolCall[];
   /** Repairs the response stages made, by kind (e.g. `harmony.tool_name`), for telemetry. */
   repairs?: Record<string, number>;
+  /** Rate-limit rejections, retries, aborts, mid-stream failures...: telemetry turns them into span events. */
+  events?: RequestEvent[];
   /** Request-side transforms, applied in order to the body before it goes upstream. */
   readonly requestTransforms: ChatTransform[];
   /** Response-side transforms, applied in order to every completion, chunk and stream end. */
@@ -101,8 +122,11 @@ export function context(req: IncomingMessage, res?: ServerResponse): RequestCont
   const response = res ?? (req as IncomingMessage & { res?: ServerResponse }).res;
   if (response) {
     response.once('close', () => {
-      if (!response.writableFinished) controller.abort(new Error('client disconnected'));
-      runCleanups(created);
+      if (response.writableFinished) return runCleanups(created);
+      recordEvent(created, 'tera.client_abort');
+      controller.abort(new Error('client disconnected'));
+      // Stages react to the abort in promise callbacks; let them settle before leases are released and spans end.
+      setImmediate(runCleanups, created);
     });
   }
   return created;
@@ -123,6 +147,12 @@ export function createContext(signal: AbortSignal = new AbortController().signal
 /** Runs the context's cleanups now (once); for contexts made with `createContext`. */
 export function finishContext(ctx: RequestContext): void {
   runCleanups(ctx);
+}
+
+export function recordEvent(ctx: RequestContext, name: string, attributes?: RequestEvent['attributes']): void {
+  const event: RequestEvent = { name, time: performance.now() };
+  if (attributes) event.attributes = attributes;
+  (ctx.events ??= []).push(event);
 }
 
 /** True once the context exists; lets optional stages skip work when no earlier stage made one. */

@@ -15,6 +15,7 @@ import {
 } from '@tera-gw/core';
 import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
 import { reasoning } from '@tera-gw/reasoning';
+import { telemetry, type TelemetryOptions, type UsageRecord } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
 import { parseGatewayOptions, type GatewayOptionsInput } from './options.js';
@@ -54,8 +55,19 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const pick = (name: keyof NonNullable<typeof options.stages>, fallback: Middleware | undefined): Middleware | undefined =>
     stages[name] === undefined ? fallback : stages[name] === false ? undefined : stages[name];
 
+  let telemetryStage: Middleware | undefined;
+  if (options.telemetry !== false || options.onUsage) {
+    const t = telemetry({
+      ...((options.telemetry || {}) as TelemetryOptions),
+      ...(options.onUsage ? { onUsage: options.onUsage } : {}),
+    });
+    t.observeReplicas(upstream.replicas);
+    upstream.events.on('breaker', (replica, state) => t.recordBreakerState(replica, state));
+    telemetryStage = t;
+  }
+
   const chatStages: Array<Middleware | undefined> = [
-    pick('telemetry', undefined),
+    pick('telemetry', telemetryStage),
     authStage,
     validate(options.validation ?? {}),
     pick('scope', options.auth === false ? undefined : scope()),

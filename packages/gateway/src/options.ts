@@ -120,6 +120,19 @@ export const gatewayOptionsSchema = z.strictObject({
       }),
     ])
     .optional(),
+  /** OpenTelemetry spans and metrics through the global API (a no-op until the app installs an SDK), or `false`. */
+  telemetry: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        tracer: z.custom<object>((v) => typeof v === 'object' && v !== null, 'must be an OpenTelemetry Tracer').optional(),
+        meter: z.custom<object>((v) => typeof v === 'object' && v !== null, 'must be an OpenTelemetry Meter').optional(),
+        recordContent: z.boolean().optional(),
+      }),
+    ])
+    .optional(),
+  /** Called once per finished request with tokens and cost. */
+  onUsage: z.custom<(record: unknown) => void>((v) => typeof v === 'function', 'must be a function').optional(),
   /** Replace or leave out a stage: a middleware of your own, or `false`. */
   stages: z.strictObject({ telemetry: stage, auth: stage, scope: stage, rateLimit: stage, harmony: stage }).optional(),
   /** How long `close()` lets streams in flight finish. */

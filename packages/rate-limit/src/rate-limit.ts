@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { context, rateLimitError, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
+import { context, rateLimitError, recordEvent, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
 import { MemoryStore } from './memory-store.js';
 import type { AcquireRequest, LimitState, Store } from './store.js';
 
@@ -90,6 +90,7 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
         setHeaders(res, request, result);
         if (!result.ok) {
           const wait = result.retryAfterMs / 1000;
+          recordEvent(ctx, 'tera.rate_limit.rejected', { 'tera.rate_limit.reason': result.reason, 'tera.retry_after_s': Math.ceil(wait) });
           const why = result.reason === 'concurrency' ? `${concurrency} requests in flight` : `${tokensPerSecond} tokens per second`;
           return next(
             rateLimitError(

@@ -22,6 +22,9 @@ import {
   type ChatCompletionChunk,
   type Middleware,
   type RequestContext,
+  type AttemptRecord,
+  type UpstreamOutcome,
+  recordEvent,
 } from '@tera-gw/core';
 import { createRouter, type Router } from '@tera-gw/router';
 import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
@@ -129,7 +132,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     }
     const deadline = performance.now() + timeouts.totalMs;
     const tried = new Set<Replica>();
-    const outcome = (ctx.upstream = { attempts: 0 });
+    const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
     let lastFault: UpstreamFault | undefined;
     let staleRetries = 0;
 
@@ -141,6 +144,9 @@ export function vllm(options: VllmOptions): VllmAdapter {
       outcome.attempts++;
       Object.assign(outcome, { replica: replica.id });
       events.emit('attempt', ctx, replica.id, outcome.attempts);
+      const record: AttemptRecord = { replica: replica.id, start: performance.now(), outcome: 'ok' };
+      (outcome.attemptLog ??= []).push(record);
+      const breakerBefore = replica.breaker.state;
       replica.inFlight++;
       try {
         const { response, request } = await replica.breaker.run(async () => {
@@ -153,6 +159,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
           return attempt;
         });
         const status = response.statusCode ?? 0;
+        record.status = status;
         if (status >= 400) {
           const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
           let parsed: unknown;
@@ -163,10 +170,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
           }
           return sendError(res, toPublicUpstreamError(status, parsed));
         }
-        const onAbort = () => {
-          request.destroy();
-          events.emit('clientAbort', ctx);
-        };
+        const onAbort = () => request.destroy();
         ctx.signal.addEventListener('abort', onAbort, { once: true });
         try {
           if (streaming) await relayStream(response, res, ctx, replica, callerWantsUsage, deadline);
@@ -176,31 +180,43 @@ export function vllm(options: VllmOptions): VllmAdapter {
         }
         return;
       } catch (err) {
-        if (err instanceof ClientGone || ctx.signal.aborted) return;
-        if (err instanceof Retryable) {
-          replica.breaker.recordFailure(err.fault);
-          lastFault = err.fault;
-          events.emit('retry', ctx, replica.id, err.fault);
-          continue;
+        record.end = performance.now();
+        if (err instanceof ClientGone || ctx.signal.aborted) {
+          record.outcome = 'aborted';
+          events.emit('clientAbort', ctx);
+          return;
         }
-        if (err instanceof UpstreamFault) {
+        const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
+        if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
+        if (fault) {
           if ((err as { staleSocket?: boolean }).staleSocket && staleRetries++ < 2) {
             // The server closed an idle keep-alive socket just as it was reused: the request never ran. Same replica, no attempt spent.
+            outcome.attemptLog.pop();
             tried.delete(replica);
             outcome.attempts--;
             continue;
           }
-          lastFault = err;
-          events.emit('retry', ctx, replica.id, err);
+          lastFault = fault;
+          record.outcome = 'retried';
+          record.error = fault.message;
+          if (fault.status !== undefined) record.status = fault.status;
+          recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': fault.kind, 'tera.attempt': outcome.attempts });
+          if (replica.breaker.state !== breakerBefore)
+            recordEvent(ctx, 'tera.breaker.state_change', { 'tera.replica': replica.id, 'tera.breaker.state': replica.breaker.state });
+          events.emit('retry', ctx, replica.id, fault);
           continue;
         }
         if (ReplicaBreaker.isRejection(err)) {
           // The breaker opened (or its half-open probe slot was taken) since the pick: not an attempt.
+          outcome.attemptLog.pop();
           outcome.attempts--;
           continue;
         }
+        record.outcome = 'failed';
+        record.error = err instanceof Error ? err.message : String(err);
         throw err;
       } finally {
+        record.end ??= performance.now();
         replica.inFlight--;
       }
     }
@@ -324,6 +340,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
           new TeraError(500, 'server_error', `The model server stream failed: ${fault.message}.`, { code: 'upstream_stream_error' });
         outcome.error = { type: error.type, message: error.message };
         events.emit('midStreamFailure', ctx, replica.id, fault.message);
+        recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
         res.end(encodeErrorEvent(error.toJSON()));
         resolve();
       };

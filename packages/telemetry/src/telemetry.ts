@@ -1,0 +1,312 @@
+import type { ServerResponse } from 'node:http';
+import {
+  SpanKind,
+  SpanStatusCode,
+  context as otelContext,
+  metrics,
+  trace,
+  type Attributes,
+  type Context,
+  type Meter,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import { GPT_OSS_20B, context, costUSD, type ChatTransform, type Middleware, type RequestContext } from '@tera-gw/core';
+import { ATTR, DURATION_BUCKETS, METRIC, OPERATION_CHAT, PER_TOKEN_BUCKETS, PROVIDER, TOKEN_BUCKETS, latestOnly } from './semconv.js';
+
+/** One finished request, once, with its real token counts and their cost. */
+export interface UsageRecord {
+  requestId: string;
+  keyId: string | undefined;
+  model: string;
+  /** From the upstream's usage; null when it never reported any (the client left mid-stream). */
+  promptTokens: number | null;
+  completionTokens: number | null;
+  totalTokens: number | null;
+  reasoningTokens: number | null;
+  cachedTokens: number | null;
+  /** USD at $0.07 / $0.25 per million input / output tokens (reasoning is output). */
+  costUSD: number | null;
+  finishReason: string | undefined;
+  status: number;
+  aborted: boolean;
+  attempts: number;
+  replica: string | undefined;
+  stream: boolean;
+  startedAt: Date;
+  durationMs: number;
+  timeToFirstByteMs: number | undefined;
+}
+
+export interface TelemetryOptions {
+  /** @defaultValue the global tracer provider's tracer (a no-op without an SDK) */
+  tracer?: Tracer;
+  /** @defaultValue the global meter provider's meter */
+  meter?: Meter;
+  /** Record prompt and completion content on the span (`gen_ai.input.messages`, `gen_ai.output.messages`). @defaultValue false */
+  recordContent?: boolean;
+  /** Called once per request that reached an upstream, after it finished. */
+  onUsage?: (record: UsageRecord) => void;
+  /** The model id in span names before the body is read. @defaultValue `openai/gpt-oss-20b` */
+  model?: string;
+}
+
+export interface TelemetryStage extends Middleware {
+  /** Replica health for the `tera.replica.ready` gauge (the gateway wires its adapter here). */
+  readonly observeReplicas: (list: () => ReadonlyArray<{ url: string; state: string; breaker: string }>) => void;
+  /** A breaker changed state: counted in `tera.breaker.transitions`. */
+  readonly recordBreakerState: (replica: string, state: string) => void;
+}
+
+const epochMs = (performanceTime: number) => performance.timeOrigin + performanceTime;
+const VERSION = '0.1.0';
+
+/** Collects the output text for `gen_ai.output.messages` when content recording is on. */
+function contentRecorder(): ChatTransform & { text(): string } {
+  let text = '';
+  return {
+    name: 'telemetry-content',
+    completion(body) {
+      text = body.choices[0]?.message.content ?? '';
+      return body;
+    },
+    chunk(chunk) {
+      const c = chunk.choices[0]?.delta.content;
+      if (c) text += c;
+      return [chunk];
+    },
+    text: () => text,
+  };
+}
+
+/**
+ * One span per chat request, `chat openai/gpt-oss-20b`, child of the app's active span, with
+ * the GenAI conventions' attributes and a CLIENT child span per upstream attempt; the
+ * conventions' metrics; and a usage record with cost. Depends on @opentelemetry/api only.
+ */
+export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
+  const tracer = options.tracer ?? trace.getTracer('@tera-gw/telemetry', VERSION);
+  const meter = options.meter ?? metrics.getMeter('@tera-gw/telemetry', VERSION);
+  const model = options.model ?? GPT_OSS_20B;
+  const legacyNames = !latestOnly();
+  const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
+    unit: '{token}',
+    description: 'Tokens used per request, by gen_ai.token.type',
+    advice: { explicitBucketBoundaries: TOKEN_BUCKETS },
+  });
+  const duration = meter.createHistogram(METRIC.operationDuration, {
+    unit: 's',
+    description: 'Duration of chat requests',
+    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+  });
+  const ttft = meter.createHistogram(METRIC.timeToFirstToken, {
+    unit: 's',
+    description: 'Time to the first byte of the answer',
+    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
+  });
+  const perToken = meter.createHistogram(METRIC.timePerOutputToken, {
+    unit: 's',
+    description: 'Time per output token after the first',
+    advice: { explicitBucketBoundaries: PER_TOKEN_BUCKETS },
+  });
+  const requests = meter.createCounter(METRIC.requests, { unit: '{request}', description: 'Chat requests by status and error type' });
+  const inFlight = meter.createUpDownCounter(METRIC.inFlight, { unit: '{request}', description: 'Chat requests in flight' });
+  const breakerTransitions = meter.createCounter(METRIC.breakerTransitions, {
+    unit: '{transition}',
+    description: 'Circuit breaker state changes',
+  });
+  const repairs = meter.createCounter(METRIC.repairs, { unit: '{repair}', description: 'Repairs the response stages made, by kind' });
+  let replicaSource: (() => ReadonlyArray<{ url: string; state: string; breaker: string }>) | undefined;
+  const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
+    description: '1 when the replica is warm, healthy and its breaker not open',
+  });
+  replicaReady.addCallback((result) => {
+    for (const r of replicaSource?.() ?? []) result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
+  });
+
+  function finish(
+    ctx: RequestContext,
+    res: ServerResponse,
+    span: Span,
+    parent: Context,
+    recorder: ReturnType<typeof contentRecorder> | undefined,
+  ): void {
+    const end = performance.now();
+    const body = ctx.body;
+    const usage = ctx.usage;
+    const upstream = ctx.upstream;
+    const status = res.statusCode;
+    const aborted = ctx.signal.aborted;
+    const requestModel = body?.model ?? model;
+    const failure = upstream?.error?.type ?? (status >= 400 ? errorTypeOf(res) : undefined);
+    const metricAttrs: Attributes = {
+      [ATTR.operationName]: OPERATION_CHAT,
+      [ATTR.providerName]: PROVIDER,
+      [ATTR.requestModel]: requestModel,
+    };
+    if (legacyNames) metricAttrs[ATTR.system] = PROVIDER;
+
+    if (span.isRecording()) {
+      const a: Attributes = { ...metricAttrs, [ATTR.requestId]: ctx.id, [ATTR.httpStatus]: status };
+      if (ctx.key) a[ATTR.keyId] = ctx.key.id;
+      if (body) {
+        const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+        if (maxTokens != null) a[ATTR.requestMaxTokens] = maxTokens;
+        if (body.temperature != null) a[ATTR.requestTemperature] = body.temperature;
+        if (body.top_p != null) a[ATTR.requestTopP] = body.top_p;
+        if (body.top_k != null) a[ATTR.requestTopK] = body.top_k;
+        if (body.seed != null) a[ATTR.requestSeed] = body.seed;
+        if (body.frequency_penalty != null) a[ATTR.requestFrequencyPenalty] = body.frequency_penalty;
+        if (body.presence_penalty != null) a[ATTR.requestPresencePenalty] = body.presence_penalty;
+        if (body.stop != null) a[ATTR.requestStopSequences] = typeof body.stop === 'string' ? [body.stop] : body.stop;
+        a[ATTR.requestChoiceCount] = 1;
+        a[ATTR.outputType] = body.response_format && body.response_format.type !== 'text' ? 'json' : 'text';
+        a[ATTR.stream] = body.stream === true;
+        if (options.recordContent) a[ATTR.inputMessages] = JSON.stringify(body.messages);
+      }
+      if (upstream) {
+        a[ATTR.attempts] = upstream.attempts;
+        if (upstream.replica) a[ATTR.replica] = upstream.replica;
+        if (upstream.responseId) a[ATTR.responseId] = upstream.responseId;
+        if (upstream.finishReason) a[ATTR.responseFinishReasons] = [upstream.finishReason];
+        a[ATTR.responseModel] = requestModel;
+      }
+      if (usage) {
+        a[ATTR.usageInputTokens] = usage.prompt_tokens;
+        a[ATTR.usageOutputTokens] = usage.completion_tokens;
+        const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+        if (reasoning != null) a[ATTR.reasoningTokens] = reasoning;
+        const cached = usage.prompt_tokens_details?.cached_tokens;
+        if (cached != null) a[ATTR.cachedTokens] = cached;
+        a[ATTR.costUSD] = costUSD(usage);
+      }
+      if (ctx.toolCalls?.length) {
+        a[ATTR.toolCalls] = ctx.toolCalls.length;
+        a[ATTR.toolCallsInvalid] = ctx.toolCalls.filter((c) => !c.valid).length;
+        a[ATTR.toolNames] = ctx.toolCalls.map((c) => c.name);
+      }
+      if (aborted) a[ATTR.clientAborted] = true;
+      if (recorder) a[ATTR.outputMessages] = JSON.stringify([{ role: 'assistant', content: recorder.text() }]);
+      if (failure) a[ATTR.errorType] = failure;
+      span.setAttributes(a);
+      if (body && body.model !== model) span.updateName(`${OPERATION_CHAT} ${body.model}`);
+      for (const event of ctx.events ?? []) span.addEvent(event.name, event.attributes, epochMs(event.time));
+      if (ctx.repairs)
+        for (const [kind, count] of Object.entries(ctx.repairs))
+          span.addEvent('tera.repair', { 'tera.repair.kind': kind, 'tera.repair.count': count });
+      const parentCtx = trace.setSpan(parent, span);
+      for (const [i, attempt] of (upstream?.attemptLog ?? []).entries()) {
+        const url = new URL(attempt.replica);
+        const child = tracer.startSpan(
+          `${OPERATION_CHAT} ${requestModel}`,
+          {
+            kind: SpanKind.CLIENT,
+            startTime: epochMs(attempt.start),
+            attributes: {
+              [ATTR.operationName]: OPERATION_CHAT,
+              [ATTR.providerName]: PROVIDER,
+              [ATTR.requestModel]: requestModel,
+              [ATTR.serverAddress]: url.hostname,
+              [ATTR.serverPort]: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+              [ATTR.attempt]: i + 1,
+              ...(attempt.status !== undefined ? { [ATTR.httpStatus]: attempt.status } : {}),
+            },
+          },
+          parentCtx,
+        );
+        if (attempt.outcome === 'retried' || attempt.outcome === 'failed') {
+          child.setAttribute(ATTR.errorType, attempt.status !== undefined ? String(attempt.status) : 'upstream_fault');
+          child.setStatus({ code: SpanStatusCode.ERROR, message: attempt.error ?? attempt.outcome });
+        }
+        child.end(epochMs(attempt.end ?? end));
+      }
+      if (failure && !aborted) span.setStatus({ code: SpanStatusCode.ERROR, message: failure });
+    }
+    span.end(epochMs(end));
+
+    const seconds = (end - ctx.startTime) / 1000;
+    const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
+    duration.record(seconds, outcomeAttrs);
+    requests.add(1, { ...outcomeAttrs, [ATTR.httpStatus]: status, ...(aborted ? { [ATTR.clientAborted]: true } : {}) });
+    inFlight.add(-1, metricAttrs);
+    if (usage) {
+      tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
+      tokenUsage.record(usage.completion_tokens, { ...metricAttrs, [ATTR.tokenType]: 'output' });
+    }
+    const firstByte = upstream?.firstByteMs;
+    if (firstByte !== undefined && !failure) {
+      ttft.record(firstByte / 1000, metricAttrs);
+      if (usage && usage.completion_tokens > 1 && body?.stream)
+        perToken.record((seconds - firstByte / 1000) / (usage.completion_tokens - 1), metricAttrs);
+    }
+    if (ctx.repairs) for (const [kind, count] of Object.entries(ctx.repairs)) repairs.add(count, { 'tera.repair.kind': kind });
+
+    if (options.onUsage && upstream && upstream.attempts > 0) {
+      options.onUsage({
+        requestId: ctx.id,
+        keyId: ctx.key?.id,
+        model: requestModel,
+        promptTokens: usage?.prompt_tokens ?? null,
+        completionTokens: usage?.completion_tokens ?? null,
+        totalTokens: usage?.total_tokens ?? null,
+        reasoningTokens: usage?.completion_tokens_details?.reasoning_tokens ?? null,
+        cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
+        costUSD: usage ? costUSD(usage) : null,
+        finishReason: upstream.finishReason,
+        status,
+        aborted,
+        attempts: upstream.attempts,
+        replica: upstream.replica,
+        stream: body?.stream === true,
+        startedAt: new Date(epochMs(ctx.startTime)),
+        durationMs: end - ctx.startTime,
+        timeToFirstByteMs: firstByte,
+      });
+    }
+  }
+
+  const stage: Middleware = function telemetryStage(req, res, next) {
+    const ctx = context(req, res);
+    const parent = otelContext.active();
+    const attributes: Attributes = { [ATTR.operationName]: OPERATION_CHAT, [ATTR.providerName]: PROVIDER, [ATTR.requestModel]: model };
+    const span = tracer.startSpan(`${OPERATION_CHAT} ${model}`, { kind: SpanKind.INTERNAL, attributes }, parent);
+    ctx.span = span;
+    inFlight.add(1, {
+      [ATTR.operationName]: OPERATION_CHAT,
+      [ATTR.providerName]: PROVIDER,
+      [ATTR.requestModel]: model,
+      ...(legacyNames ? { [ATTR.system]: PROVIDER } : {}),
+    });
+    const recorder = options.recordContent && span.isRecording() ? contentRecorder() : undefined;
+    if (recorder) ctx.responseTransforms.push(recorder);
+    ctx.cleanups.push(() => finish(ctx, res, span, parent, recorder));
+    otelContext.with(trace.setSpan(parent, span), next);
+  };
+
+  return Object.assign(stage, {
+    observeReplicas: (list: () => ReadonlyArray<{ url: string; state: string; breaker: string }>) => {
+      replicaSource = list;
+    },
+    recordBreakerState: (replica: string, state: string) =>
+      breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),
+  });
+}
+
+/** The public error type the response carried, read back from what the error handler set. */
+function errorTypeOf(res: ServerResponse): string {
+  const status = res.statusCode;
+  return (
+    (
+      {
+        400: 'invalid_request_error',
+        401: 'authentication_error',
+        403: 'permission_error',
+        404: 'not_found',
+        405: 'invalid_request_error',
+        413: 'invalid_request_error',
+        429: 'rate_limit_error',
+        503: 'service_unavailable',
+      } as Record<number, string>
+    )[status] ?? 'server_error'
+  );
+}
