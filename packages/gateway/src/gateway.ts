@@ -15,7 +15,7 @@ import {
 } from '@tera-gw/core';
 import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
 import { reasoning } from '@tera-gw/reasoning';
-import { telemetry, type TelemetryOptions, type UsageRecord } from '@tera-gw/telemetry';
+import { telemetry, type TelemetryOptions } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
 import { parseGatewayOptions, type GatewayOptionsInput } from './options.js';
