@@ -1,7 +1,7 @@
 import { countPromptTokensSync, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
 import { encode, decode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import { createRandom, fnv1a, pick, randomHex, randomInt } from './prng.js';
-import { instanceOf } from './schema-instance.js';
+import { instanceOf, withHint } from './schema-instance.js';
 
 export interface PlannedToolCall {
   id: string;
@@ -187,7 +187,7 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number)
     const tools = chooseTools(body);
     if (tools.length) {
       for (const tool of tools) {
-        const args = instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random);
+        const args = withHint(lastUserText(body), () => instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random));
         toolCalls.push({ id: `chatcmpl-tool-${randomHex(random, 32)}`, name: tool.function.name, arguments: JSON.stringify(args) });
       }
       finishReason = 'tool_calls';

@@ -3,7 +3,24 @@ import { pick, randomInt } from './prng.js';
 type Schema = Record<string, unknown>;
 
 const WORDS = ['alpha', 'bravo', 'delta', 'echo', 'harbor', 'meadow', 'river', 'summit', 'canyon', 'willow', 'ember', 'quartz'];
-const CITIES = ['Paris', 'Tokyo', 'Lisbon', 'Nairobi', 'Oslo', 'Lima', 'Toronto', 'Seoul'];
+const CITIES = [
+  'Paris',
+  'Tokyo',
+  'Lisbon',
+  'Nairobi',
+  'Oslo',
+  'Lima',
+  'Toronto',
+  'Seoul',
+  'Rome',
+  'Berlin',
+  'London',
+  'Madrid',
+  'Zürich',
+  'Cairo',
+  'Sydney',
+  'Mumbai',
+];
 
 function resolveRef(root: Schema, ref: string): Schema {
   if (!ref.startsWith('#/')) return {};
@@ -23,6 +40,17 @@ function typeOf(schema: Schema): string | undefined {
   return undefined;
 }
 
+/** Text the request gave (the last user message): a city it names is the city the model picks. */
+let hint = '';
+export function withHint<T>(text: string, fn: () => T): T {
+  hint = text;
+  try {
+    return fn();
+  } finally {
+    hint = '';
+  }
+}
+
 function stringFor(schema: Schema, random: () => number, key: string): string {
   switch (schema.format) {
     case 'date':
@@ -37,7 +65,8 @@ function stringFor(schema: Schema, random: () => number, key: string): string {
     case 'uuid':
       return '3f2b8c1e-9d4a-4e6b-8f7a-1c2d3e4f5a6b';
   }
-  let text = /city|location|place/i.test(key) ? pick(random, CITIES) : `${pick(random, WORDS)} ${pick(random, WORDS)}`;
+  const named = CITIES.find((c) => hint.includes(c));
+  let text = /city|location|place/i.test(key) ? (named ?? pick(random, CITIES)) : `${pick(random, WORDS)} ${pick(random, WORDS)}`;
   const min = typeof schema.minLength === 'number' ? schema.minLength : 0;
   const max = typeof schema.maxLength === 'number' ? schema.maxLength : Infinity;
   while (text.length < min) text += ` ${pick(random, WORDS)}`;

@@ -1,0 +1,58 @@
+import { createServer } from 'node:http';
+import {
+  SSE_HEADERS,
+  createContext,
+  applyCompletionTransforms,
+  applyRequestTransforms,
+  transformSSE,
+  type ChatCompletion,
+  type ChatCompletionRequest,
+} from '@tera-gw/core';
+import { reasoningTransform } from '@tera-gw/reasoning';
+import { toolCallsTransform } from '@tera-gw/tool-calls';
+import { startSimulator } from '@tera-gw/vllm-sim';
+
+/**
+ * An in-house gateway that already has its own routing and auth adds gpt-oss-20b as a
+ * provider: its own `fetch` to vLLM, with only core's SSE transform and the reasoning and
+ * tool-call transforms around it. No middleware, no framework.
+ */
+const upstream =
+  process.env.UPSTREAM_URL ??
+  (await startSimulator({ reasoningField: 'reasoning_content', toolCallQuirks: ['single-delta', 'stop-finish'] })).url;
+
+const server = createServer((req, res) => {
+  let raw = '';
+  req.on('data', (d: Buffer) => (raw += d.toString()));
+  req.on('end', () => {
+    void (async () => {
+      const body = JSON.parse(raw) as ChatCompletionRequest;
+      // Per request: the tool-call transform keeps state, and reads the declared tools.
+      const ctx = createContext();
+      ctx.requestTransforms.push(reasoningTransform());
+      ctx.responseTransforms.push(reasoningTransform(), toolCallsTransform(body));
+      const upstreamBody = applyRequestTransforms(body, ctx);
+      const response = await fetch(`${upstream}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(upstreamBody),
+      });
+      if (!body.stream || !response.ok || !response.body) {
+        const json = (await response.json()) as ChatCompletion;
+        res.writeHead(response.status, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify(response.ok ? applyCompletionTransforms(json, ctx) : json));
+      }
+      res.writeHead(200, SSE_HEADERS);
+      for await (const bytes of transformSSE(response.body, ctx.responseTransforms, ctx) as unknown as AsyncIterable<Uint8Array>)
+        res.write(bytes);
+      res.end();
+    })().catch((err: unknown) => {
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { message: String(err), type: 'server_error', code: null, param: null } }));
+    });
+  });
+});
+server.listen(Number(process.env.PORT ?? 8789), '127.0.0.1', () => {
+  console.log(`in-house gateway listening on http://127.0.0.1:${(server.address() as { port: number }).port} (upstream ${upstream})`);
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(0));
