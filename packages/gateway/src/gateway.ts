@@ -14,6 +14,7 @@ import {
   type Middleware,
 } from '@tera-gw/core';
 import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
+import { harmony } from '@tera-gw/harmony';
 import { reasoning } from '@tera-gw/reasoning';
 import { telemetry, type TelemetryOptions } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
@@ -72,7 +73,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     validate(options.validation ?? {}),
     pick('scope', options.auth === false ? undefined : scope()),
     pick('rateLimit', options.rateLimit === false ? undefined : rateLimit((options.rateLimit ?? {}) as RateLimitOptions)),
-    pick('harmony', undefined),
+    pick('harmony', options.harmony === false ? undefined : harmony()),
     options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
     options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
     upstream,

@@ -133,6 +133,8 @@ export const gatewayOptionsSchema = z.strictObject({
     .optional(),
   /** Called once per finished request with tokens and cost. */
   onUsage: z.custom<(record: unknown) => void>((v) => typeof v === 'function', 'must be a function').optional(),
+  /** Repair gpt-oss Harmony leaks (on by default; free when nothing leaked). */
+  harmony: z.literal(false).optional(),
   /** Replace or leave out a stage: a middleware of your own, or `false`. */
   stages: z.strictObject({ telemetry: stage, auth: stage, scope: stage, rateLimit: stage, harmony: stage }).optional(),
   /** How long `close()` lets streams in flight finish. */

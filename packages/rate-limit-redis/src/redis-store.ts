@@ -88,19 +88,23 @@ export class RedisStore implements Store {
 
   private readonly connectWaitMs: number;
 
-  /** Commands are not queued while Redis is away (so a dead Redis fails fast); a short wait covers connecting and reconnecting. */
-  private async connected(): Promise<void> {
-    if (this.redis.status === 'ready') return;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.connectWaitMs);
+  private waiting: Promise<void> | undefined;
+
+  /** Commands are not queued while Redis is away (so a dead Redis fails fast); a short wait, shared by all callers, covers connecting and reconnecting. */
+  private connected(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve();
+    this.waiting ??= new Promise<void>((resolve) => {
       const redis = this.redis;
-      function done() {
+      const done = () => {
         clearTimeout(timer);
         redis.off('ready', done);
+        this.waiting = undefined;
         resolve();
-      }
+      };
+      const timer = setTimeout(done, this.connectWaitMs);
       redis.once('ready', done);
     });
+    return this.waiting;
   }
 
   private keys(key: string): [string, string] {

@@ -1,0 +1,230 @@
+import { randomBytes } from 'node:crypto';
+import {
+  context,
+  recordEvent,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatCompletionRequest,
+  type ChatTransform,
+  type Middleware,
+  type RequestContext,
+} from '@tera-gw/core';
+import { HarmonyContentMachine, TokenStripper, type Piece, type RepairKind } from './machine.js';
+import { cleanToolName, stripTokens } from './tokens.js';
+
+type ReasoningHolder = { reasoning?: string | null; reasoning_content?: string | null };
+
+const toolCallId = () => `chatcmpl-tool-${randomBytes(16).toString('hex')}`;
+
+function count(ctx: RequestContext, kinds: readonly RepairKind[]): void {
+  if (!kinds.length) return;
+  const repairs = (ctx.repairs ??= {});
+  for (const kind of kinds) {
+    const key = `harmony.${kind}`;
+    repairs[key] = (repairs[key] ?? 0) + 1;
+  }
+}
+
+/** Fixes a tool name in place when the fix names a declared tool; counts either way. */
+function repairName(name: string, declared: ReadonlySet<string>, repairs: RepairKind[]): string {
+  if (declared.has(name)) return name;
+  const clean = cleanToolName(name);
+  if (clean !== name && declared.has(clean)) {
+    repairs.push('tool_name');
+    return clean;
+  }
+  return name;
+}
+
+/**
+ * The Harmony repair as a `ChatTransform`, per response (it keeps stream state). Register it
+ * before the reasoning and tool-call transforms so they only see clean fields. Text without
+ * exact Harmony markers passes byte for byte.
+ */
+export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> | undefined): ChatTransform {
+  const declared = new Set((request?.tools ?? []).map((t) => t.function.name));
+  const machine = new HarmonyContentMachine(declared);
+  const reasoningStrippers = { reasoning: new TokenStripper(), reasoning_content: new TokenStripper() };
+  let reported = 0;
+  let nextToolIndex = 0;
+  let madeCalls = false;
+  let template: ChatCompletionChunk | undefined;
+  const nameRepairs: RepairKind[] = [];
+
+  function report(ctx: RequestContext): void {
+    const fresh = [...machine.repairs.slice(reported), ...nameRepairs.splice(0)];
+    reported = machine.repairs.length;
+    const stripped = reasoningStrippers.reasoning.removed + reasoningStrippers.reasoning_content.removed;
+    if (stripped) {
+      for (let i = 0; i < stripped; i++) fresh.push('control_token');
+      reasoningStrippers.reasoning.removed = 0;
+      reasoningStrippers.reasoning_content.removed = 0;
+    }
+    if (!fresh.length) return;
+    count(ctx, fresh);
+    for (const kind of new Set(fresh)) recordEvent(ctx, 'tera.harmony.repair', { 'tera.repair.kind': kind });
+  }
+
+  /** Chunks carrying what the machine produced: content and reasoning in one delta, each tool call in its own. */
+  function chunksFor(pieces: Piece[], base: ChatCompletionChunk, index: number): ChatCompletionChunk[] {
+    const out: ChatCompletionChunk[] = [];
+    let delta: Record<string, string> | undefined;
+    const derive = (d: Record<string, unknown>): ChatCompletionChunk => ({
+      id: base.id,
+      object: 'chat.completion.chunk',
+      created: base.created,
+      model: base.model,
+      choices: [{ index, delta: d, logprobs: null, finish_reason: null }],
+    });
+    for (const p of pieces) {
+      if (p.kind === 'tool') {
+        delta = undefined;
+        madeCalls = true;
+        out.push(
+          derive({
+            tool_calls: [
+              { index: nextToolIndex++, id: toolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } },
+            ],
+          }),
+        );
+        continue;
+      }
+      if (!delta) {
+        delta = {};
+        out.push(derive(delta));
+      }
+      delta[p.kind] = (delta[p.kind] ?? '') + p.text;
+    }
+    return out;
+  }
+
+  return {
+    name: 'harmony',
+    completion(body: ChatCompletion, ctx) {
+      for (const choice of body.choices) {
+        const message = choice.message as ChatCompletion['choices'][number]['message'] & ReasoningHolder;
+        const repairs: RepairKind[] = [];
+        for (const call of message.tool_calls ?? []) call.function.name = repairName(call.function.name, declared, repairs);
+        if (typeof message.content === 'string' && message.content) {
+          const m = new HarmonyContentMachine(declared);
+          const pieces: Piece[] = [];
+          m.feed(message.content, pieces);
+          m.end(pieces);
+          repairs.push(...m.repairs);
+          if (m.repairs.length) {
+            let content = '';
+            let reasoning = '';
+            const calls = message.tool_calls ? [...message.tool_calls] : [];
+            for (const p of pieces) {
+              if (p.kind === 'content') content += p.text;
+              else if (p.kind === 'reasoning') reasoning += p.text;
+              else calls.push({ id: toolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } });
+            }
+            if (reasoning) {
+              const field = message.reasoning_content != null && message.reasoning == null ? 'reasoning_content' : 'reasoning';
+              message[field] = (message[field] ?? '') + reasoning;
+            }
+            if (calls.length !== (message.tool_calls?.length ?? 0)) {
+              message.tool_calls = calls;
+              choice.finish_reason = 'tool_calls';
+            }
+            message.content = content === '' && calls.length ? null : content;
+          }
+        }
+        for (const field of ['reasoning', 'reasoning_content'] as const) {
+          const value = message[field];
+          if (typeof value !== 'string') continue;
+          const stripped = stripTokens(value);
+          if (stripped.removed) {
+            message[field] = stripped.text;
+            for (let i = 0; i < stripped.removed; i++) repairs.push('control_token');
+          }
+        }
+        count(ctx, repairs);
+        for (const kind of new Set(repairs)) recordEvent(ctx, 'tera.harmony.repair', { 'tera.repair.kind': kind });
+      }
+      return body;
+    },
+    chunk(chunk: ChatCompletionChunk, ctx) {
+      const choice = chunk.choices[0];
+      if (!choice) return [chunk];
+      template ??= chunk;
+      const delta = choice.delta as ChatCompletionChunk['choices'][number]['delta'] & ReasoningHolder;
+      for (const call of delta.tool_calls ?? []) {
+        if (call.index >= nextToolIndex) nextToolIndex = call.index + 1;
+        if (call.function?.name) call.function.name = repairName(call.function.name, declared, nameRepairs);
+      }
+      for (const field of ['reasoning', 'reasoning_content'] as const) {
+        const value = delta[field];
+        if (typeof value === 'string' && value) delta[field] = reasoningStrippers[field].feed(value);
+      }
+      const content = delta.content;
+      const finishing = choice.finish_reason != null;
+      // The fast path: no leak being read, nothing held, no marker in sight.
+      if (machine.idle && !finishing && (typeof content !== 'string' || content.indexOf('<') === -1)) {
+        if (nameRepairs.length) report(ctx);
+        return [chunk];
+      }
+      const pieces: Piece[] = [];
+      if (typeof content === 'string' && content) machine.feed(content, pieces);
+      if (finishing) machine.end(pieces);
+      // The first piece of content stays in this chunk (keeping its role and logprobs); the rest follow.
+      let out: ChatCompletionChunk[] = [chunk];
+      if (typeof content === 'string') {
+        const first = pieces[0];
+        if (first && first.kind === 'content') {
+          delta.content = first.text;
+          pieces.shift();
+        } else if (content) {
+          delete delta.content;
+        }
+      }
+      const extra = chunksFor(pieces, chunk, choice.index);
+      if (finishing) {
+        // Finish after everything the machine flushed.
+        const finish = choice.finish_reason!;
+        choice.finish_reason = null;
+        const last = {
+          ...chunk,
+          choices: [
+            { index: choice.index, delta: {}, logprobs: null, finish_reason: madeCalls && finish === 'stop' ? 'tool_calls' : finish },
+          ],
+        };
+        out = [...out, ...extra, last];
+      } else {
+        out = [...out, ...extra];
+      }
+      report(ctx);
+      return out.filter((c) => c === out[out.length - 1] || !isEmpty(c));
+    },
+    end(ctx) {
+      // A stream without a finish chunk: flush what is held.
+      const pieces: Piece[] = [];
+      machine.end(pieces);
+      const tail = reasoningStrippers.reasoning.flush();
+      if (tail) pieces.push({ kind: 'reasoning', text: tail });
+      report(ctx);
+      return template && pieces.length ? chunksFor(pieces, template, template.choices[0]?.index ?? 0) : [];
+    },
+  };
+}
+
+function isEmpty(chunk: ChatCompletionChunk): boolean {
+  if (chunk.usage || chunk.choices.length !== 1) return false;
+  const choice = chunk.choices[0]!;
+  if (choice.finish_reason != null || choice.logprobs != null) return false;
+  for (const key in choice.delta) {
+    const v = (choice.delta as Record<string, unknown>)[key];
+    if (v != null && v !== '') return false;
+  }
+  return true;
+}
+
+/** Registers the Harmony repair for this request, first among the response transforms. */
+export function harmony(): Middleware {
+  return function harmonyStage(req, res, next) {
+    const ctx = context(req, res);
+    ctx.responseTransforms.unshift(harmonyTransform(ctx.body));
+    next();
+  };
+}
