@@ -1,8 +1,32 @@
 export type ReasoningField = 'reasoning' | 'reasoning_content' | 'both';
 
-/** Tool-call stream shapes that released vLLM versions showed. */
-export type ToolCallQuirk = 'single-delta' | 'repeat-name' | 'stop-finish';
-export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = ['single-delta', 'repeat-name', 'stop-finish'];
+/**
+ * Output shapes that released vLLM versions showed: tool-call stream quirks, and gpt-oss
+ * Harmony leaks in their exact byte forms (PROTOCOL.md, "Harmony leaks").
+ */
+export type ToolCallQuirk =
+  | 'single-delta'
+  | 'repeat-name'
+  | 'stop-finish'
+  | 'harmony-tool-name'
+  | 'harmony-constrain-name'
+  | 'harmony-recipient'
+  | 'harmony-tool-in-content'
+  | 'harmony-tool-in-content-plain'
+  | 'harmony-analysis-in-content'
+  | 'harmony-analysis-in-content-plain';
+export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = [
+  'single-delta',
+  'repeat-name',
+  'stop-finish',
+  'harmony-tool-name',
+  'harmony-constrain-name',
+  'harmony-recipient',
+  'harmony-tool-in-content',
+  'harmony-tool-in-content-plain',
+  'harmony-analysis-in-content',
+  'harmony-analysis-in-content-plain',
+];
 
 export type Fault = '500' | '503' | 'reset-before-headers' | 'drop-mid-stream' | 'stall' | 'malformed-sse';
 export const FAULTS: readonly Fault[] = ['500', '503', 'reset-before-headers', 'drop-mid-stream', 'stall', 'malformed-sse'];

@@ -225,3 +225,39 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number)
   for (const call of toolCalls) completionTokens += countTextTokens(call.arguments) + countTextTokens(call.name) + 3;
   return { reasoning, content, toolCalls, finishReason, stopReason, promptTokens, completionTokens, random };
 }
+
+/**
+ * Rewrites a plan into the Harmony leak a quirk names, byte for byte as released vLLM
+ * versions let it through (vLLM issue #32587): control tokens in tool names, tool calls and
+ * the analysis channel left in `content`, with or without the control tokens.
+ */
+export function applyHarmonyLeaks(plan: Plan, quirks: ReadonlySet<string>): Plan {
+  const out = { ...plan };
+  if (quirks.has('harmony-tool-name')) out.toolCalls = out.toolCalls.map((c) => ({ ...c, name: `${c.name}<|channel|>commentary` }));
+  if (quirks.has('harmony-constrain-name')) out.toolCalls = out.toolCalls.map((c) => ({ ...c, name: `${c.name}<|constrain|>json` }));
+  if (quirks.has('harmony-recipient')) out.toolCalls = out.toolCalls.map((c) => ({ ...c, name: `functions.${c.name}` }));
+  const tokenForm = quirks.has('harmony-tool-in-content');
+  if ((tokenForm || quirks.has('harmony-tool-in-content-plain')) && out.toolCalls.length) {
+    const text = out.toolCalls
+      .map((c) =>
+        tokenForm
+          ? `<|channel|>commentary to=functions.${c.name} <|constrain|>json<|message|>${c.arguments}<|call|>`
+          : `commentary to=functions.${c.name} json${c.arguments}`,
+      )
+      .join('');
+    out.content = tokenPieces(text, plan.random);
+    out.toolCalls = [];
+    out.finishReason = 'stop';
+  }
+  const analysisTokens = quirks.has('harmony-analysis-in-content');
+  if ((analysisTokens || quirks.has('harmony-analysis-in-content-plain')) && !out.toolCalls.length && out.reasoning.length) {
+    const reasoning = joined(out.reasoning);
+    const content = joined(out.content);
+    const text = analysisTokens
+      ? `<|channel|>analysis<|message|>${reasoning}<|end|><|start|>assistant<|channel|>final<|message|>${content}`
+      : `analysis${reasoning}assistantfinal${content}`;
+    out.content = tokenPieces(text, plan.random);
+    out.reasoning = [];
+  }
+  return out;
+}

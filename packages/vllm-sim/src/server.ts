@@ -10,7 +10,7 @@ import {
   type ChatCompletionRequest,
 } from '@tera-gw/core';
 import { SimMetrics } from './metrics.js';
-import { planResponse, type Plan, type TokenPiece } from './plan.js';
+import { applyHarmonyLeaks, planResponse, type Plan, type TokenPiece } from './plan.js';
 import { randomHex } from './prng.js';
 import { FAULTS, type Fault, type RuntimeConfig, type SimulatorOptions, type ToolCallQuirk } from './options.js';
 
@@ -137,7 +137,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const body = parsed.data as ChatCompletionRequest;
     if (body.model !== model) return sendVllmError(res, 404, 'NotFoundError', `The model \`${body.model}\` does not exist.`, 'model');
 
-    const plan = planResponse(body, maxModelLen);
+    let plan = planResponse(body, maxModelLen);
     const requested = body.max_completion_tokens ?? body.max_tokens ?? 0;
     if (plan.promptTokens + requested > maxModelLen || plan.promptTokens >= maxModelLen) {
       return sendVllmError(
@@ -151,6 +151,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const quirkHeader = req.headers['x-sim-quirk'];
     const quirks =
       typeof quirkHeader === 'string' ? new Set(quirkHeader.split(',').map((q) => q.trim()) as ToolCallQuirk[]) : defaultQuirks;
+    if ([...quirks].some((q) => q.startsWith('harmony-'))) plan = applyHarmonyLeaks(plan, quirks);
     const requestId = req.headers['x-request-id'];
     const id = `chatcmpl-${typeof requestId === 'string' && requestId ? requestId : randomHex(plan.random, 32)}`;
 
