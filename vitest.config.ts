@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 30_000,
     // Suites start real servers and child processes on loopback; two workers fit a 2-core machine.
     maxWorkers: 2,
+    // The soak and back-pressure suites measure the heap after a collection.
+    execArgv: ['--expose-gc'],
   },
 });

@@ -19,9 +19,16 @@ export function cpuMicrosOf(pid: number): number {
 }
 
 /** Starts `node script args` pinned to `cpu` (taskset) and waits for its "listening on URL" line. */
-export async function startPinned(cpu: number, script: string, args: string[] = [], env: Record<string, string> = {}): Promise<Server> {
+export async function startPinned(
+  cpu: number,
+  script: string,
+  args: string[] = [],
+  env: Record<string, string> = {},
+  ready: RegExp = /listening on (http:\/\/[^\s]+)/,
+  quiet = false,
+): Promise<Server> {
   const child = spawn('taskset', ['-c', String(cpu), process.execPath, script, ...args], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', quiet ? 'ignore' : 'inherit'],
     env: { ...process.env, ...env },
   });
   const url = await new Promise<string>((resolve, reject) => {
@@ -29,10 +36,10 @@ export async function startPinned(cpu: number, script: string, args: string[] = 
     const timer = setTimeout(() => reject(new Error(`${script} did not start: ${out}`)), 30_000);
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /listening on (http:\/\/[^\s]+)/.exec(out);
+      const m = ready.exec(out);
       if (m) {
         clearTimeout(timer);
-        resolve(m[1]!);
+        resolve(m[1]!.replace('localhost', '127.0.0.1'));
       }
     });
     child.once('exit', (code) => reject(new Error(`${script} exited with ${code}: ${out}`)));

@@ -13,7 +13,7 @@ export interface Timing {
 }
 
 /** One request at a time over one keep-alive connection, timed with the high-resolution clock. */
-export function timeRequest(url: string, body: string): Promise<Timing> {
+export function timeRequest(url: string, body: string, headers: Record<string, string> = {}): Promise<Timing> {
   const u = new URL(url);
   return new Promise((resolve, reject) => {
     const start = process.hrtime.bigint();
@@ -28,7 +28,7 @@ export function timeRequest(url: string, body: string): Promise<Timing> {
         port: u.port,
         path: u.pathname,
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        headers: { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
       },
       (res) => {
         res.on('data', (d: Buffer) => {
@@ -40,6 +40,8 @@ export function timeRequest(url: string, body: string): Promise<Timing> {
         });
         res.on('end', () => {
           if ((res.statusCode ?? 0) !== 200) return reject(new Error(`status ${res.statusCode}`));
+          if (res.headers['content-type']?.startsWith('text/event-stream') === false && body.includes('"stream":true'))
+            return reject(new Error('a stream was answered without SSE'));
           const end = process.hrtime.bigint();
           resolve({
             totalUs: Number(end - start) / 1000,
@@ -51,6 +53,8 @@ export function timeRequest(url: string, body: string): Promise<Timing> {
       },
     );
     req.on('error', reject);
+    // A target that never answers must fail the measurement, not hang the run.
+    req.setTimeout(30_000, () => req.destroy(new Error('no answer within 30 s')));
     req.end(body);
   });
 }
@@ -60,9 +64,15 @@ export function percentile(values: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-export async function latencyRun(url: string, body: string, count: number): Promise<Timing[]> {
-  for (let i = 0; i < Math.min(200, count); i++) await timeRequest(url, body);
+export async function latencyRun(
+  url: string,
+  body: string,
+  count: number,
+  headers: Record<string, string> = {},
+  warmUp = Math.min(200, count),
+): Promise<Timing[]> {
+  for (let i = 0; i < warmUp; i++) await timeRequest(url, body, headers);
   const out: Timing[] = [];
-  for (let i = 0; i < count; i++) out.push(await timeRequest(url, body));
+  for (let i = 0; i < count; i++) out.push(await timeRequest(url, body, headers));
   return out;
 }

@@ -1,7 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { freePort } from './ports.js';
+
+export { freePort };
 
 const simCli = fileURLToPath(new URL('../../packages/vllm-sim/dist/cli.js', import.meta.url));
 
@@ -60,15 +62,6 @@ export async function spawnSim(args: string[] = [], port = 0): Promise<SimProces
     },
     kill: (signal = 'SIGKILL') => stopChild(child, signal),
   };
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as { port: number };
-  await new Promise((r) => server.close(r));
-  return port;
 }
 
 export interface RedisProcess {

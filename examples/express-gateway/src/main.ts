@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import express from 'express';
 import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
 import { RedisStore } from '@tera-gw/rate-limit-redis';
@@ -67,7 +68,13 @@ app.disable('x-powered-by');
 app.get('/health', gateway.health);
 app.use('/v1', gateway);
 
-const server = app.listen(port, host, () => {
+// Slow clients may not hold a connection forever (slowloris): headers within 15 s, a whole
+// request within 60 s, checked every second (Node's default check runs every 30 s).
+const server = createServer(
+  { headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: 65_000 },
+  app,
+);
+server.listen(port, host, () => {
   const url = `http://${host}:${port}`;
   console.log(`gateway listening on ${url}`);
   const key = devKey ?? '<one of your GATEWAY_KEYS>';
@@ -76,10 +83,6 @@ const server = app.listen(port, host, () => {
     `try: curl -s ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"What is the weather in Paris?"}]}'`,
   );
 });
-// Slow clients may not hold a connection forever (slowloris): headers within 15 s, a body within 60 s.
-server.headersTimeout = 15_000;
-server.requestTimeout = 60_000;
-server.keepAliveTimeout = 65_000;
 
 let stopping = false;
 async function shutdown(signal: string) {

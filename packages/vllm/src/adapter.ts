@@ -284,11 +284,10 @@ export function vllm(options: VllmOptions): VllmAdapter {
         const choice = chunk.choices[0];
         if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
         if (chunk.choices.length === 0 && chunk.usage && !callerWantsUsage) return;
-        if (rawPassThrough && data !== undefined) {
-          pending += `data: ${data}\n\n`;
-          return;
-        }
-        for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encodeChunk(c);
+        if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
+        else for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encodeChunk(c);
+        // The first event goes out at once (time to first token); later ones are written once per upstream read.
+        if (!started) flush();
       };
       const flush = () => {
         if (!pending) return;

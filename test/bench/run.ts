@@ -1,0 +1,288 @@
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { chatRequest, streamRequest } from './fixtures.js';
+import { load, median, pinSelf, startPinned, type Server } from './harness.js';
+import { latencyRun, percentile, timeRequest } from './latency.js';
+import { PORTKEY_VERSION, portkeyEntry } from './peer.js';
+import { freePort } from '../helpers/ports.js';
+
+/**
+ * `pnpm bench`: the gateway against the physical limit (a bare node:http pipe proxy) and a
+ * peer (Portkey's open-source gateway), all on loopback, in one run. The process under test
+ * is pinned to CPU 0; the upstream and the load generator share CPU 1. Each target runs
+ * several times, interleaved; medians are reported, and ratios come from the same run.
+ */
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const seconds = Number(process.env.BENCH_SECONDS ?? 4);
+const only = process.argv.slice(2).filter((a) => a !== '--');
+
+interface Target {
+  name: string;
+  script?: string;
+  args?: () => Promise<string[]>;
+  ready?: RegExp;
+}
+
+pinSelf(1);
+const upstream = await startPinned(1, here('./fixed-upstream.js'));
+const portkey = portkeyEntry();
+const targets: Target[] = [
+  { name: 'direct' },
+  { name: 'pipe-proxy', script: here('./targets/pipe-proxy.js') },
+  { name: 'adapter', script: here('./targets/adapter.js') },
+  { name: 'express', script: here('./targets/express.js') },
+  { name: 'koa', script: here('./targets/koa.js') },
+];
+if (portkey)
+  targets.push({
+    name: 'portkey',
+    script: portkey,
+    args: async () => [`--port=${await freePort()}`, '--headless'],
+    ready: /(http:\/\/localhost:\d+)/,
+  });
+else console.warn('portkey: could not be installed here; the peer column is left out');
+const selected = only.length ? targets.filter((t) => t.name === 'direct' || only.includes(t.name)) : targets;
+
+// The same headers go to every target: our key for the gateways, Portkey's routing headers for Portkey.
+const headers = {
+  authorization: 'Bearer sk-tera-bench-key-0001',
+  'x-portkey-provider': 'openai',
+  'x-portkey-custom-host': `${upstream.url}/v1`,
+};
+
+type Figures = Record<string, number[]>;
+const results: Record<string, Figures> = {};
+const add = (t: string, k: string, v: number) => ((results[t] ??= {})[k] ??= []).push(v);
+const failures = new Set<string>();
+
+async function start(t: Target, upstreamUrl: string): Promise<Server | undefined> {
+  if (!t.script) return undefined;
+  // Portkey prints a stack trace for every failed stream; its own output is not part of the report.
+  return startPinned(
+    0,
+    t.script,
+    t.args ? await t.args() : [],
+    { UPSTREAM_URL: upstreamUrl, NODE_ENV: 'production' },
+    t.ready,
+    t.name === 'portkey',
+  );
+}
+
+for (let round = 0; round < rounds; round++) {
+  for (const t of selected) {
+    const server = await start(t, upstream.url);
+    const base = server?.url ?? upstream.url;
+    const endpoint = `${base}/v1/chat/completions`;
+    const plain = await latencyRun(endpoint, chatRequest, 1000, headers);
+    add(
+      t.name,
+      'p50',
+      percentile(
+        plain.map((x) => x.totalUs),
+        50,
+      ),
+    );
+    add(
+      t.name,
+      'p90',
+      percentile(
+        plain.map((x) => x.totalUs),
+        90,
+      ),
+    );
+    try {
+      const streamed = await latencyRun(endpoint, streamRequest, 30, headers, 5);
+      add(
+        t.name,
+        'ttft',
+        percentile(
+          streamed.map((x) => x.firstByteUs),
+          50,
+        ),
+      );
+      add(
+        t.name,
+        'streamTotal',
+        percentile(
+          streamed.map((x) => x.totalUs),
+          50,
+        ),
+      );
+      if (server) {
+        const s0 = server.cpuMicros();
+        const count = 30;
+        for (let i = 0; i < count; i++) await timeRequest(endpoint, streamRequest, headers);
+        add(t.name, 'cpuPerEvent', (server.cpuMicros() - s0) / (count * 1000));
+      }
+    } catch (err) {
+      failures.add(`${t.name}: streaming failed (${(err as Error).message})`);
+    }
+    if (server) {
+      await load(endpoint, chatRequest, { connections: 32, seconds: 1, headers });
+      const c0 = server.cpuMicros();
+      const r = await load(endpoint, chatRequest, { connections: 32, seconds, headers });
+      add(t.name, 'rps', r.rps);
+      add(t.name, 'p99', r.p99);
+      add(t.name, 'errors', r.errors + r.non2xx);
+      add(t.name, 'cpuPerReq', (server.cpuMicros() - c0) / r.requests);
+      await server.stop();
+    }
+  }
+}
+await upstream.stop();
+
+// Paced: the simulator streaming 64 deltas 20 ms apart; time to first token and the worst gap between chunks.
+const sim = await startPinned(1, here('../../../packages/vllm-sim/dist/cli.js'), ['--port', '0', '--itl-ms', '20']);
+const pacedBody = JSON.stringify({
+  model: 'openai/gpt-oss-20b',
+  stream: true,
+  max_tokens: 64,
+  messages: [{ role: 'user', content: 'Pace me.' }],
+});
+for (const t of selected) {
+  const server = await start(t, sim.url);
+  const endpoint = `${server?.url ?? sim.url}/v1/chat/completions`;
+  try {
+    const paced = await latencyRun(endpoint, pacedBody, 6, { ...headers, 'x-portkey-custom-host': `${sim.url}/v1` }, 1);
+    add(t.name, 'pacedTtft', median(paced.map((x) => x.firstByteUs)));
+    add(t.name, 'pacedMaxGap', median(paced.map((x) => x.maxGapUs)));
+    add(t.name, 'pacedTotal', median(paced.map((x) => x.totalUs)));
+  } catch (err) {
+    failures.add(`${t.name}: paced streaming failed (${(err as Error).message})`);
+  }
+  await server?.stop();
+}
+
+// Memory: 1,000 slow streams held open through the target; resident memory per stream.
+async function memoryPerStream(t: Target): Promise<number> {
+  const slow = await startPinned(1, here('../../../packages/vllm-sim/dist/cli.js'), ['--port', '0', '--itl-ms', '2000']);
+  const server = (await start(t, slow.url))!;
+  const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))![1]) * 1024;
+  await latencyRun(
+    `${server.url}/v1/chat/completions`,
+    chatRequest,
+    20,
+    { ...headers, 'x-portkey-custom-host': `${slow.url}/v1` },
+    0,
+  ).catch(() => undefined);
+  const before = rss();
+  const u = new URL(`${server.url}/v1/chat/completions`);
+  const open: Array<() => void> = [];
+  let opened = 0;
+  await Promise.all(
+    Array.from(
+      { length: 1000 },
+      () =>
+        new Promise<void>((resolve) => {
+          const req = request(
+            {
+              host: u.hostname,
+              port: u.port,
+              path: u.pathname,
+              method: 'POST',
+              headers: { ...headers, 'x-portkey-custom-host': `${slow.url}/v1`, 'content-type': 'application/json' },
+            },
+            (res) => {
+              if (res.headers['content-type']?.startsWith('text/event-stream')) opened++;
+              res.once('data', () => resolve());
+              res.on('error', () => undefined);
+            },
+          );
+          req.on('error', () => resolve());
+          open.push(() => req.destroy());
+          req.end(
+            JSON.stringify({ model: 'openai/gpt-oss-20b', stream: true, max_tokens: 200, messages: [{ role: 'user', content: 'slow' }] }),
+          );
+        }),
+    ),
+  );
+  const during = rss();
+  for (const close of open) close();
+  await server.stop();
+  await slow.stop();
+  if (opened < 1000) throw new Error(`only ${opened} of 1000 streams opened`);
+  return (during - before) / 1000;
+}
+for (const t of selected.filter((x) => x.script)) {
+  try {
+    add(t.name, 'bytesPerStream', await memoryPerStream(t));
+  } catch (err) {
+    failures.add(`${t.name}: open streams failed (${(err as Error).message})`);
+  }
+}
+await sim.stop();
+
+// Report.
+const m = (t: string, k: string) => median(results[t]?.[k] ?? [NaN]);
+const d = (t: string, k: string) => m(t, k) - m('direct', k);
+const rows = selected
+  .filter((t) => t.script)
+  .map((t) => ({
+    target: t.name,
+    addedP50us: d(t.name, 'p50'),
+    addedP90us: d(t.name, 'p90'),
+    rps: m(t.name, 'rps'),
+    p99ms: m(t.name, 'p99'),
+    errors: m(t.name, 'errors'),
+    cpuUsPerRequest: m(t.name, 'cpuPerReq'),
+    cpuUsPerEvent: m(t.name, 'cpuPerEvent'),
+    addedTtftUs: d(t.name, 'ttft'),
+    pacedAddedTtftUs: d(t.name, 'pacedTtft'),
+    pacedAddedMaxGapUs: d(t.name, 'pacedMaxGap'),
+    pacedFirstByteBeforeLast: m(t.name, 'pacedTtft') < m('direct', 'pacedTotal') / 2,
+    kbPerOpenStream: m(t.name, 'bytesPerStream') / 1024,
+  }));
+const ratio = (row: (typeof rows)[number], other: string, key: 'rps' | 'cpuUsPerRequest' | 'cpuUsPerEvent') => {
+  const o = rows.find((r) => r.target === other);
+  return o ? row[key] / o[key] : NaN;
+};
+const f = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : '-');
+console.log(
+  `\nmedians of ${rounds} interleaved rounds; target pinned to CPU 0, upstream and load on CPU 1; zero-delay upstream unless paced`,
+);
+console.log(
+  'target        +p50us  +p90us   req/s  p99ms err  CPUus/req  CPUus/event  +TTFTus  paced+TTFTus  paced+gapus  KB/stream  req/s÷pipe  req/s÷portkey',
+);
+for (const r of rows) {
+  console.log(
+    [
+      r.target.padEnd(12),
+      f(r.addedP50us).padStart(7),
+      f(r.addedP90us).padStart(7),
+      f(r.rps).padStart(7),
+      f(r.p99ms).padStart(6),
+      f(r.errors).padStart(3),
+      f(r.cpuUsPerRequest).padStart(10),
+      f(r.cpuUsPerEvent, 2).padStart(12),
+      f(r.addedTtftUs).padStart(8),
+      f(r.pacedAddedTtftUs).padStart(13),
+      f(r.pacedAddedMaxGapUs).padStart(12),
+      f(r.kbPerOpenStream, 1).padStart(10),
+      f(ratio(r, 'pipe-proxy', 'rps'), 2).padStart(11),
+      f(ratio(r, 'portkey', 'rps'), 2).padStart(14),
+    ].join(' '),
+  );
+}
+const out = fileURLToPath(new URL('../../../bench-results/', import.meta.url));
+mkdirSync(out, { recursive: true });
+writeFileSync(
+  `${out}bench.json`,
+  JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      node: process.version,
+      rounds,
+      seconds,
+      peer: portkey ? `@portkey-ai/gateway@${PORTKEY_VERSION}` : null,
+      rows,
+      failures: [...failures],
+      raw: results,
+    },
+    null,
+    2,
+  ),
+);
+for (const f of failures) console.log(`note: ${f}`);
+console.log(`\nwritten: bench-results/bench.json`);

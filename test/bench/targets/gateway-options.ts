@@ -1,0 +1,11 @@
+import type { GatewayOptions } from '@tera-gw/gateway';
+
+/** Every stage on: auth, limiter (memory store), breaker, Harmony, reasoning, tool calls, telemetry with no SDK (no-op). */
+export function benchGatewayOptions(upstream: string): GatewayOptions {
+  return {
+    replicas: [upstream],
+    auth: { keys: [{ key: 'sk-tera-bench-key-0001', id: 'bench', concurrency: 100_000, tokensPerSecond: 1e12 }] },
+    rateLimit: {},
+    upstream: { health: { intervalMs: 5000 } },
+  };
+}

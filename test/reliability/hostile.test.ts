@@ -1,0 +1,345 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
+import express from 'express';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createContext, transformSSE } from '@tera-gw/core';
+import { createGateway, type Gateway } from '@tera-gw/gateway';
+import { harmonyTransform } from '@tera-gw/harmony';
+import { reasoningTransform } from '@tera-gw/reasoning';
+import { toolCallsTransform } from '@tera-gw/tool-calls';
+
+/** Hostile input: every case answered in the documented shape (or cut by a server timeout), never a crash, a 500 or a hang. */
+const model = 'openai/gpt-oss-20b';
+const KEY = 'sk-tera-hostile-secret-key-42';
+const spans = new InMemorySpanExporter();
+const tracer = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }).getTracer('hostile');
+const upstreamHeaders: IncomingHttpHeaders[] = [];
+const upstreamBodies: string[] = [];
+let capture: Server;
+let gateway: Gateway;
+let server: Server;
+let base: string;
+let port: number;
+const logged: string[] = [];
+
+beforeAll(async () => {
+  // A capturing upstream: records what reaches it, answers a fixed completion or stream.
+  capture = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (req.url === '/health') return void res.end();
+      upstreamHeaders.push(req.headers);
+      upstreamBodies.push(body);
+      const streaming = body.includes('"stream":true');
+      const payload = {
+        id: 'chatcmpl-x',
+        object: 'chat.completion',
+        created: 1,
+        model,
+        choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+        usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+      };
+      if (!streaming) {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(payload));
+      }
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { content: 'ok' }, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`,
+      );
+    });
+  });
+  capture.listen(0, '127.0.0.1');
+  await once(capture, 'listening');
+  for (const level of ['log', 'warn', 'error', 'info'] as const) {
+    const original = console[level].bind(console);
+    console[level] = (...args: unknown[]) => {
+      logged.push(args.map(String).join(' '));
+      original(...args);
+    };
+  }
+  gateway = createGateway({
+    replicas: [`http://127.0.0.1:${(capture.address() as AddressInfo).port}`],
+    auth: { keys: [{ key: KEY, id: 'hostile' }] },
+    telemetry: { tracer, recordContent: false },
+    upstream: { health: { intervalMs: 1000 } },
+  });
+  const app = express();
+  app.use('/v1', gateway);
+  // What the README tells teams to set: slow clients are cut. Node checks the timeouts every
+  // `connectionsCheckingInterval` (30 s by default), so the test checks often.
+  server = createServer({ headersTimeout: 1000, requestTimeout: 1500, connectionsCheckingInterval: 100 }, app);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  port = (server.address() as AddressInfo).port;
+  base = `http://127.0.0.1:${port}/v1`;
+  await gateway.ready();
+});
+afterAll(async () => {
+  await gateway.close();
+  server.closeAllConnections();
+  server.close();
+  capture.close();
+});
+
+const post = (body: string | Buffer, headers: Record<string, string> = {}) =>
+  fetch(`${base}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}`, ...headers },
+    body,
+  });
+
+async function expectShape(res: Response, status: number | number[]) {
+  expect(Array.isArray(status) ? status : [status]).toContain(res.status);
+  const body = (await res.json()) as { error?: { message: string; type: string } };
+  if (res.status !== 200) {
+    expect(typeof body.error?.message).toBe('string');
+    expect(typeof body.error?.type).toBe('string');
+  }
+  return body;
+}
+
+describe('bodies', () => {
+  it('not JSON -> 400', async () => {
+    await expectShape(await post('this is not json'), 400);
+  });
+
+  it('over the body limit (declared) -> 413 at once, in the error shape', async () => {
+    const big = Buffer.alloc(5 * 1024 * 1024, 0x61);
+    const res = await post(big);
+    await expectShape(res, 413);
+  });
+
+  it('over the body limit (chunked, no length) -> 413, reading no further', async () => {
+    const chunk = Buffer.alloc(256 * 1024, 0x61);
+    let sent = 0;
+    const stream = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        // An endless body: only the 413 can stop it.
+        sent += chunk.length;
+        controller.enqueue(chunk);
+        if (sent > 64 * 1024 * 1024) controller.close();
+      },
+    });
+    const res = await fetch(`${base}/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      body: stream,
+      duplex: 'half',
+    }).catch((e: unknown) => e as Error);
+    if (res instanceof Response) await expectShape(res, 413);
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('deeply nested JSON -> 400, no stack overflow', async () => {
+    await expectShape(await post(`{"model":"${model}","messages":${'['.repeat(100_000)}${']'.repeat(100_000)}}`), 400);
+    await expectShape(await post('['.repeat(1_000_000)), 400);
+  });
+
+  it('__proto__ and constructor keys: refused, nothing polluted', async () => {
+    await expectShape(await post(`{"model":"${model}","messages":[{"role":"user","content":"hi"}],"__proto__":{"admin":true}}`), 400);
+    await expectShape(
+      await post(`{"model":"${model}","messages":[{"role":"user","content":"hi","constructor":{"prototype":{"admin":true}}}]}`),
+      200,
+    );
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
+    expect(upstreamBodies.at(-1)).not.toContain('constructor');
+  });
+
+  it('invalid UTF-8 -> an answer, never a 500', async () => {
+    const bytes = Buffer.concat([
+      Buffer.from(`{"model":"${model}","messages":[{"role":"user","content":"`),
+      Buffer.from([0xff, 0xfe, 0xc3, 0x28]),
+      Buffer.from('"}]}'),
+    ]);
+    await expectShape(await post(bytes), [200, 400]);
+  });
+
+  it('thousands of messages are handled', async () => {
+    const messages = Array.from({ length: 5000 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `message ${i}` }));
+    await expectShape(await post(JSON.stringify({ model, messages })), 200);
+  });
+
+  it('a tool schema that is not a schema; a json_schema of absurd size', async () => {
+    await expectShape(
+      await post(
+        JSON.stringify({
+          model,
+          messages: [{ role: 'user', content: 'x' }],
+          tools: [{ type: 'function', function: { name: 'f', parameters: 'not a schema' } }],
+        }),
+      ),
+      400,
+    );
+    await expectShape(
+      await post(
+        JSON.stringify({
+          model,
+          messages: [{ role: 'user', content: 'x' }],
+          tools: [{ type: 'function', function: { name: 'f', parameters: { type: 12, properties: [] } } }],
+        }),
+      ),
+      200,
+    );
+    const wide = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`p${i}`, { type: 'string' }]));
+    await expectShape(
+      await post(
+        JSON.stringify({
+          model,
+          messages: [{ role: 'user', content: 'x' }],
+          response_format: { type: 'json_schema', json_schema: { name: 's', schema: { type: 'object', properties: wide } } },
+        }),
+      ),
+      200,
+    );
+  });
+
+  it('a random mix of wrong types everywhere never gives a 500', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.dictionary(
+          fc.constantFrom('model', 'messages', 'tools', 'stream', 'temperature', 'stop', 'n', 'response_format', 'tool_choice'),
+          fc.jsonValue(),
+        ),
+        async (body) => {
+          const res = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'x' }], ...body }));
+          expect(res.status).toBeLessThan(500);
+          await res.arrayBuffer();
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
+
+/** Raw HTTP over a socket, for what fetch refuses to send. */
+function raw(text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    let out = '';
+    socket.on('data', (d) => (out += d.toString()));
+    socket.on('close', () => resolve(out));
+    socket.on('error', () => resolve(out));
+    socket.end(text);
+  });
+}
+
+describe('headers', () => {
+  const body = JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] });
+  it('no auth, wrong scheme -> 401 in the error shape', async () => {
+    await expectShape(await post(body, { authorization: '' }), 401);
+    await expectShape(await post(body, { authorization: `Basic ${Buffer.from(`a:${KEY}`).toString('base64')}` }), 401);
+  });
+
+  it('a key with control characters -> 401 (or refused by the HTTP parser), never a 500', async () => {
+    const answer = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-tera-\x01\x7fkey\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 (401|400)/);
+  });
+
+  it('huge headers -> 431 from the HTTP server, the process unharmed', async () => {
+    const answer = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(64 * 1024)}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 431/);
+    expect((await fetch(`${base}/models`)).status).toBe(200);
+  });
+
+  it('CRLF in a header value cannot reach the upstream', async () => {
+    const answer = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTraceparent: 00-abc\r\n\rX-Injected: yes\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+    expect(upstreamHeaders.some((h) => 'x-injected' in h)).toBe(false);
+  });
+});
+
+describe('connections', () => {
+  it('slowloris (headers trickled) is cut by the headers timeout', async () => {
+    const socket = connect(port, '127.0.0.1');
+    // Writes after the server cut the connection fail with EPIPE: that is the point.
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    const started = Date.now();
+    const trickle = setInterval(() => !socket.destroyed && socket.write('X-Slow: a\r\n'), 200);
+    socket.once('close', () => clearInterval(trickle));
+    socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n');
+    // events.once would reject on the EPIPE error; only the close matters.
+    await Promise.race([new Promise((r) => socket.once('close', r)), new Promise((r) => setTimeout(r, 8000))]);
+    clearInterval(trickle);
+    expect(socket.destroyed || socket.readableEnded).toBe(true);
+    expect(Date.now() - started).toBeLessThan(8000);
+    socket.destroy();
+  });
+
+  it('a body trickled forever is cut by the request timeout', async () => {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"model":`,
+    );
+    const trickle = setInterval(() => !socket.destroyed && socket.write(' '), 100);
+    socket.once('close', () => clearInterval(trickle));
+    const started = Date.now();
+    // events.once would reject on the EPIPE error; only the close matters.
+    await Promise.race([new Promise((r) => socket.once('close', r)), new Promise((r) => setTimeout(r, 8000))]);
+    clearInterval(trickle);
+    expect(Date.now() - started).toBeLessThan(8000);
+    socket.destroy();
+  });
+});
+
+describe('secrets', () => {
+  it('the API key never appears in logs, span attributes, error messages or upstream requests', async () => {
+    await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }));
+    await post('not json');
+    await post(JSON.stringify({ model: 'nope', messages: [{ role: 'user', content: 'hi' }] }));
+    const wrong = await post(JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }), {
+      authorization: `Bearer ${KEY}-wrong`,
+    });
+    expect(await wrong.text()).not.toContain(KEY);
+    await new Promise((r) => setTimeout(r, 50));
+    const attrs = JSON.stringify(spans.getFinishedSpans().map((s) => [s.attributes, s.events]));
+    expect(attrs).not.toContain(KEY);
+    expect(logged.join('\n')).not.toContain(KEY);
+    expect(JSON.stringify(upstreamHeaders)).not.toContain(KEY);
+    expect(upstreamBodies.join('\n')).not.toContain(KEY);
+    expect(upstreamHeaders.length).toBeGreaterThan(0);
+  });
+});
+
+describe('fuzz: SSE input to the transforms', () => {
+  it('random bytes, random JSON events and broken chunks: the output always ends cleanly', async () => {
+    const event = fc.oneof(
+      fc.string().map((s) => `data: ${s}\n\n`),
+      fc.jsonValue().map((v) => `data: ${JSON.stringify(v)}\n\n`),
+      fc
+        .record({ content: fc.string(), reasoning: fc.string(), name: fc.string(), args: fc.string(), index: fc.nat(3) })
+        .map(
+          (r) =>
+            `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { content: r.content, reasoning: r.reasoning, tool_calls: [{ index: r.index, function: { name: r.name, arguments: r.args } }] }, finish_reason: null }] })}\n\n`,
+        ),
+      fc.uint8Array().map((b) => Buffer.from(b).toString('latin1')),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(event, { maxLength: 20 }), fc.boolean(), async (events, done) => {
+        const text = events.join('') + (done ? 'data: [DONE]\n\n' : '');
+        const source = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode(text)), c.close()) });
+        const request = { tools: [{ type: 'function' as const, function: { name: 'f' } }] };
+        const out = await new Response(
+          transformSSE(source, [harmonyTransform(request), reasoningTransform(), toolCallsTransform(request)], createContext()),
+        ).text();
+        const last = out.split('\n\n').filter(Boolean).at(-1) ?? '';
+        expect(last === 'data: [DONE]' || last.startsWith('data: {"error"')).toBe(true);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
