@@ -36,7 +36,7 @@ beforeAll(async () => {
     auth: { keys: [{ key: 'sk-tera-telemetry', id: 'team-otel', concurrency: 1 }] },
     telemetry: { tracer, meter: meterProvider.getMeter('test') },
     onUsage: (r) => void usage.push(r as UsageRecord),
-    upstream: { health: { intervalMs: 100 }, breaker: { consecutiveFailures: 100 } },
+    upstream: { health: { intervalMs: 100 }, breaker: { consecutiveFailures: 100 }, routing: 'least-request' },
   });
   const app = express();
   // The app's own server span, as an HTTP instrumentation would make it.

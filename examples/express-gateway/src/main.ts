@@ -12,7 +12,8 @@ import { setUpTracing } from './otel.js';
  *   PORT (8787), HOST (127.0.0.1), UPSTREAM_URLS (comma-separated vLLM base URLs; unset:
  *   two embedded vllm-sim replicas), GATEWAY_KEYS (path to a JSON array of
  *   { key, models, concurrency, tokensPerSecond }; unset: one development key, printed),
- *   REDIS_URL (limiter state in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans).
+ *   REDIS_URL (limiter state in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
+ *   ROUTING (cache-aware | least-request).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -57,7 +58,10 @@ try {
     replicas,
     auth: { keys },
     rateLimit: store ? { store } : {},
-    upstream: { health: { intervalMs: 5000 } },
+    upstream: {
+      health: { intervalMs: 5000 },
+      ...(process.env.ROUTING ? { routing: process.env.ROUTING as 'cache-aware' | 'least-request' } : {}),
+    },
   });
 } catch (err) {
   fail((err as Error).message);

@@ -28,6 +28,7 @@ export const gatewayOptionsSchema = z.strictObject({
             unhealthyThreshold: z.int().positive().optional(),
             warmUp: z.boolean().optional(),
             warmUpTimeoutMs: z.int().positive().optional(),
+            metricsIntervalMs: z.int().min(0).optional(),
           }),
         ])
         .optional(),
@@ -41,6 +42,7 @@ export const gatewayOptionsSchema = z.strictObject({
         })
         .optional(),
       forwardHeaders: z.array(z.string()).optional(),
+      routing: z.enum(['cache-aware', 'least-request']).optional(),
       retryAfterSeconds: z.int().positive().optional(),
       router: z
         .custom<object>(

@@ -1,1 +1,10 @@
-export { leastRequest, createRouter, type ReplicaView, type RouteRequest, type Router, type RouterOptions } from './router.js';
+export {
+  createRouter,
+  leastRequest,
+  type ReplicaView,
+  type RouteRequest,
+  type Router,
+  type RouterOptions,
+  type Weights,
+} from './router.js';
+export { PrefixIndex, prefixBlocks, type PromptParts } from './prefix.js';

@@ -6,7 +6,8 @@ import { TOOL_CALL_QUIRKS, type ReasoningField, type SimulatorOptions, type Tool
 const usage = `Usage: vllm-sim [--port 8001] [--host 127.0.0.1] [--model openai/gpt-oss-20b]
   [--reasoning-field reasoning|reasoning_content|both] [--ttft-ms N] [--itl-ms N] [--cold-start-ms N]
   [--fail-rate 0..1] [--tool-call-quirk ${TOOL_CALL_QUIRKS.join('|')}]... [--error-format nested|flat]
-  [--max-model-len N] [--version X.Y.Z]`;
+  [--max-model-len N] [--version X.Y.Z] [--kv-cache-tokens N] [--prefill-us-per-token N]
+  [--max-num-seqs N] [--enable-prompt-tokens-details]`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${usage}\n`);
@@ -37,6 +38,10 @@ try {
       'tool-call-quirk': { type: 'string', multiple: true },
       'error-format': { type: 'string' },
       'max-model-len': { type: 'string' },
+      'kv-cache-tokens': { type: 'string' },
+      'prefill-us-per-token': { type: 'string' },
+      'max-num-seqs': { type: 'string' },
+      'enable-prompt-tokens-details': { type: 'boolean' },
       version: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -68,7 +73,16 @@ if (v.model) options.model = v.model;
 if (reasoningField) options.reasoningField = reasoningField as ReasoningField;
 if (errorFormat) options.errorFormat = errorFormat;
 if (v.version) options.version = v.version;
-const numeric = { ttftMs: 'ttft-ms', itlMs: 'itl-ms', coldStartMs: 'cold-start-ms', maxModelLen: 'max-model-len' } as const;
+const numeric = {
+  ttftMs: 'ttft-ms',
+  itlMs: 'itl-ms',
+  coldStartMs: 'cold-start-ms',
+  maxModelLen: 'max-model-len',
+  kvCacheTokens: 'kv-cache-tokens',
+  prefillUsPerToken: 'prefill-us-per-token',
+  maxNumSeqs: 'max-num-seqs',
+} as const;
+if (v['enable-prompt-tokens-details']) options.enablePromptTokensDetails = true;
 for (const [key, flag] of Object.entries(numeric)) {
   const n = number(flag, v[flag]);
   if (n !== undefined) options[key as keyof typeof numeric] = n;

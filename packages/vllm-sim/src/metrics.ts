@@ -4,6 +4,9 @@ const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5
 export class SimMetrics {
   running = 0;
   waiting = 0;
+  prefixQueries = 0;
+  prefixHits = 0;
+  kvCacheUsage = 0;
   promptTokens = 0;
   generationTokens = 0;
   readonly finished = { stop: 0, length: 0, abort: 0 };
@@ -28,6 +31,15 @@ export class SimMetrics {
       '# HELP vllm:num_requests_waiting Number of requests waiting to be processed.',
       '# TYPE vllm:num_requests_waiting gauge',
       `vllm:num_requests_waiting{${l}} ${this.waiting}`,
+      '# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.',
+      '# TYPE vllm:kv_cache_usage_perc gauge',
+      `vllm:kv_cache_usage_perc{${l}} ${this.kvCacheUsage}`,
+      '# HELP vllm:prefix_cache_queries_total Prefix cache queries, in terms of number of queried tokens.',
+      '# TYPE vllm:prefix_cache_queries_total counter',
+      `vllm:prefix_cache_queries_total{${l}} ${this.prefixQueries}`,
+      '# HELP vllm:prefix_cache_hits_total Prefix cache hits, in terms of number of cached tokens.',
+      '# TYPE vllm:prefix_cache_hits_total counter',
+      `vllm:prefix_cache_hits_total{${l}} ${this.prefixHits}`,
       '# HELP vllm:prompt_tokens_total Number of prefill tokens processed.',
       '# TYPE vllm:prompt_tokens_total counter',
       `vllm:prompt_tokens_total{${l}} ${this.promptTokens}`,

@@ -53,6 +53,14 @@ export interface SimulatorOptions {
   toolCallQuirks?: readonly ToolCallQuirk[];
   /** Errors as older releases sent them (`{"object":"error",...}`) or nested (`{"error":{...}}`). @defaultValue `nested` */
   errorFormat?: 'flat' | 'nested';
+  /** KV cache of this many tokens, in blocks of 16, least recently used out first. @defaultValue 262144 */
+  kvCacheTokens?: number;
+  /** Prefill time per prompt token not served from the prefix cache. @defaultValue 0 */
+  prefillUsPerToken?: number;
+  /** Requests in the running batch; the rest wait in a queue. @defaultValue 256 */
+  maxNumSeqs?: number;
+  /** Add `prompt_tokens_details.cached_tokens` to usage, as vLLM's `--enable-prompt-tokens-details` does. @defaultValue false */
+  enablePromptTokensDetails?: boolean;
   /** Reported by `/version`. @defaultValue `0.17.1`, or `0.10.2` with `reasoningField: 'reasoning_content'` */
   version?: string;
 }

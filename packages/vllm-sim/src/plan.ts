@@ -23,6 +23,8 @@ export interface Plan {
   stopReason: string | null;
   promptTokens: number;
   completionTokens: number;
+  /** Prompt tokens served from the prefix cache, when usage reports them. */
+  cachedTokens?: number;
   random: () => number;
 }
 

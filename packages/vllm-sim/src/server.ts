@@ -9,6 +9,7 @@ import {
   readBody,
   type ChatCompletionRequest,
 } from '@tera-gw/core';
+import { KvCache } from './kv-cache.js';
 import { SimMetrics } from './metrics.js';
 import { applyHarmonyLeaks, planResponse, type Plan, type TokenPiece } from './plan.js';
 import { randomHex } from './prng.js';
@@ -55,6 +56,25 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const version = options.version ?? (reasoningField === 'reasoning_content' ? '0.10.2' : '0.17.1');
   const defaultQuirks = new Set<ToolCallQuirk>(options.toolCallQuirks ?? []);
   const metrics = new SimMetrics(model);
+  const kvCache = new KvCache(options.kvCacheTokens ?? 262_144);
+  const maxNumSeqs = options.maxNumSeqs ?? 256;
+  const prefillUsPerToken = options.prefillUsPerToken ?? 0;
+  const slots: Array<() => void> = [];
+  /** Waits for a place in the running batch (vLLM's --max-num-seqs); the rest wait in order. */
+  const admit = async (signal: AbortSignal): Promise<boolean> => {
+    if (metrics.running < maxNumSeqs) return true;
+    metrics.waiting++;
+    await new Promise<void>((resolve) => {
+      slots.push(resolve);
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    metrics.waiting--;
+    return !signal.aborted;
+  };
+  const leave = () => {
+    metrics.running--;
+    slots.shift()?.();
+  };
   const state: State = {
     failRate: options.failRate ?? 0,
     healthy: true,
@@ -172,16 +192,23 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       metrics.generationTokens += plan.completionTokens;
     };
 
+    const started = performance.now();
     await warmUp(aborter.signal);
-    if (aborter.signal.aborted) return;
+    if (aborter.signal.aborted || !(await admit(aborter.signal))) return;
     metrics.running++;
     metrics.promptTokens += plan.promptTokens;
-    const started = performance.now();
+    const cached = kvCache.admit(body, plan.promptTokens);
+    metrics.prefixQueries += plan.promptTokens;
+    metrics.prefixHits += cached;
+    metrics.kvCacheUsage = kvCache.usage;
+    if (options.enablePromptTokensDetails) plan.cachedTokens = cached;
+    // Prefill runs over the prompt tokens the prefix cache does not hold.
+    const prefillMs = ((plan.promptTokens - cached) * prefillUsPerToken) / 1000;
     try {
       if (body.stream) {
-        await stream(res, body, plan, id, quirks, fault, aborter.signal, (n) => (emittedTokens += n), started);
+        await stream(res, body, plan, id, quirks, fault, aborter.signal, (n) => (emittedTokens += n), started, prefillMs);
       } else {
-        await sleep(state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), aborter.signal);
+        await sleep(prefillMs + state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), aborter.signal);
         if (aborter.signal.aborted) return;
         metrics.observeTTFT((performance.now() - started) / 1000);
         const payload = JSON.stringify(completion(body, plan, id));
@@ -200,7 +227,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       }
       finish(plan.finishReason === 'length' ? 'length' : 'stop');
     } finally {
-      metrics.running--;
+      leave();
     }
   }
 
@@ -261,7 +288,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       prompt_tokens: plan.promptTokens,
       total_tokens: plan.promptTokens + completionTokens,
       completion_tokens: completionTokens,
-      prompt_tokens_details: null,
+      prompt_tokens_details: plan.cachedTokens === undefined ? null : { cached_tokens: plan.cachedTokens },
     };
   }
 
@@ -330,9 +357,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     signal: AbortSignal,
     onTokens: (n: number) => void,
     started: number,
+    prefillMs: number,
   ): Promise<void> {
     const events = streamEvents(body, plan, id, quirks);
-    await sleep(state.ttftMs, signal);
+    await sleep(prefillMs + state.ttftMs, signal);
     if (signal.aborted) return;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     metrics.observeTTFT((performance.now() - started) / 1000);

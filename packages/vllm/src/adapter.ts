@@ -26,7 +26,7 @@ import {
   type UpstreamOutcome,
   recordEvent,
 } from '@tera-gw/core';
-import { createRouter, type Router } from '@tera-gw/router';
+import { createRouter, type RouteRequest, type Router } from '@tera-gw/router';
 import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
@@ -42,7 +42,13 @@ export interface VllmOptions {
   /** Active health checks and warm-up; `false` treats every replica as ready at once. */
   health?: Partial<HealthOptions> | false;
   breaker?: BreakerOptions;
-  /** Picks among available replicas. @defaultValue least requests in flight, ties at random */
+  /**
+   * `cache-aware` keeps each conversation on the replica that holds its prefix (prefix, load and
+   * KV-cache scores; `prompt_cache_key` by rendezvous hashing); `least-request` balances in-flight counts.
+   * @defaultValue `cache-aware` with more than one replica
+   */
+  routing?: 'cache-aware' | 'least-request';
+  /** A router of your own (overrides `routing`). */
   router?: Router;
   /** `Retry-After` seconds when no replica is available. @defaultValue 2 */
   retryAfterSeconds?: number;
@@ -86,7 +92,8 @@ export function vllm(options: VllmOptions): VllmAdapter {
   if (!options.replicas?.length) throw new Error('vllm(): `replicas` needs at least one URL');
   const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
   const maxAttempts = options.maxAttempts ?? 3;
-  const router = options.router ?? createRouter();
+  const router =
+    options.router ?? createRouter({ strategy: options.routing ?? (options.replicas.length > 1 ? 'cache-aware' : 'least-request') });
   const retryAfter = options.retryAfterSeconds ?? 2;
   const NEVER_FORWARDED = new Set([
     'authorization',
@@ -132,14 +139,16 @@ export function vllm(options: VllmOptions): VllmAdapter {
     }
     const deadline = performance.now() + timeouts.totalMs;
     const tried = new Set<Replica>();
+    const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body };
     const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
     let lastFault: UpstreamFault | undefined;
     let staleRetries = 0;
 
     while (outcome.attempts < maxAttempts) {
       if (ctx.signal.aborted) return;
-      const replica = router.pick({ promptCacheKey: ctx.local?.promptCacheKey }, candidates(tried));
+      const replica = router.pick(route, candidates(tried));
       if (!replica) break;
+      router.record?.(route, replica);
       tried.add(replica);
       outcome.attempts++;
       Object.assign(outcome, { replica: replica.id });

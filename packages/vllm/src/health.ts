@@ -11,9 +11,40 @@ export interface HealthOptions {
   warmUp: boolean;
   /** How long the warm-up completion may take. @defaultValue 60000 ms */
   warmUpTimeoutMs: number;
+  /** Between scrapes of each replica's `/metrics` (waiting queue, KV cache use) for routing; 0 turns scraping off. @defaultValue 2000 ms */
+  metricsIntervalMs: number;
 }
 
-const DEFAULTS: HealthOptions = { intervalMs: 5000, timeoutMs: 2000, unhealthyThreshold: 2, warmUp: true, warmUpTimeoutMs: 60_000 };
+const DEFAULTS: HealthOptions = {
+  intervalMs: 5000,
+  timeoutMs: 2000,
+  unhealthyThreshold: 2,
+  warmUp: true,
+  warmUpTimeoutMs: 60_000,
+  metricsIntervalMs: 2000,
+};
+
+const sample = (text: string, name: string): number | undefined => {
+  // Prometheus text: `name{labels} value`; summed over label sets (one per engine).
+  let total: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) total = (total ?? 0) + value;
+  }
+  return total;
+};
+
+/** vLLM's load signals from `/metrics`; `vllm:gpu_cache_usage_perc` is the older name of the KV cache gauge. */
+export function parseVllmMetrics(text: string): { waiting?: number; kvCacheUsage?: number } | undefined {
+  const waiting = sample(text, 'vllm:num_requests_waiting');
+  const kv = sample(text, 'vllm:kv_cache_usage_perc') ?? sample(text, 'vllm:gpu_cache_usage_perc');
+  if (waiting === undefined && kv === undefined) return undefined;
+  const out: { waiting?: number; kvCacheUsage?: number } = {};
+  if (waiting !== undefined) out.waiting = waiting;
+  if (kv !== undefined) out.kvCacheUsage = kv;
+  return out;
+}
 
 const WARM_UP_BODY = JSON.stringify({
   model: 'openai/gpt-oss-20b',
@@ -28,6 +59,7 @@ const WARM_UP_BODY = JSON.stringify({
 export class HealthMonitor {
   private readonly options: HealthOptions | false;
   private timer: NodeJS.Timeout | undefined;
+  private metricsTimer: NodeJS.Timeout | undefined;
   private readonly busy = new Set<Replica>();
   private readonly waiters = new Set<() => void>();
   private stopped = false;
@@ -50,11 +82,30 @@ export class HealthMonitor {
     this.timer = setInterval(() => this.checkAll(), this.options.intervalMs);
     // Health checks alone must not keep a process alive.
     this.timer.unref();
+    if (this.options.metricsIntervalMs > 0) {
+      const scrape = () => {
+        for (const r of this.replicas) {
+          if (r.state !== 'ready') continue;
+          r.call('GET', '/metrics', { timeoutMs: 1000 })
+            .then((res) => {
+              // A replica without /metrics is scored on its in-flight count alone, never dropped for it.
+              r.metrics = res.status === 200 ? parseVllmMetrics(res.body) : undefined;
+            })
+            .catch(() => {
+              r.metrics = undefined;
+            });
+        }
+      };
+      scrape();
+      this.metricsTimer = setInterval(scrape, this.options.metricsIntervalMs);
+      this.metricsTimer.unref();
+    }
   }
 
   stop(): void {
     this.stopped = true;
     clearInterval(this.timer);
+    clearInterval(this.metricsTimer);
     for (const w of this.waiters) w();
   }
 

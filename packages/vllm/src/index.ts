@@ -1,4 +1,4 @@
 export { vllm, type VllmAdapter, type VllmOptions, type AdapterEvents } from './adapter.js';
 export { ClientGone, type Timeouts } from './attempt.js';
-export type { HealthOptions } from './health.js';
+export { parseVllmMetrics, type HealthOptions } from './health.js';
 export type { ReplicaState, ReplicaStatus } from './replica.js';

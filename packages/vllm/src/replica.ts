@@ -23,6 +23,8 @@ export class Replica {
   readonly basePath: string;
   state: ReplicaState = 'cold';
   inFlight = 0;
+  /** Last values scraped from `/metrics`; undefined while none could be read. */
+  metrics: { waiting?: number; kvCacheUsage?: number } | undefined;
   consecutiveHealthFailures = 0;
 
   constructor(base: string, breakerOptions?: BreakerOptions) {

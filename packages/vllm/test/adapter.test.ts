@@ -31,7 +31,7 @@ const post = (gw: TestGateway, body: object, headers: Record<string, string> = {
 describe('routing and retries', () => {
   it('spreads concurrent load by requests in flight', async () => {
     const replicas = await sims(3, ['--itl-ms', '10']);
-    const gw = await gateway({ replicas: replicas.map((s) => s.url), health: fast });
+    const gw = await gateway({ replicas: replicas.map((s) => s.url), health: fast, routing: 'least-request' });
     await gw.upstream.ready();
     const streams = await Promise.all(
       Array.from({ length: 9 }, () => gw.client.chat.completions.create({ model, messages, stream: true, max_tokens: 30 })),
@@ -75,7 +75,7 @@ describe('routing and retries', () => {
     await flaky!.configure({ failRate: 1 });
     const states: string[] = [];
     gw.upstream.events.on('breaker', (replica, state) => replica.includes(String(flaky!.port)) && states.push(state));
-    for (let i = 0; i < 12 && !states.includes('open'); i++) await gw.client.chat.completions.create({ model, messages });
+    for (let i = 0; i < 60 && !states.includes('open'); i++) await gw.client.chat.completions.create({ model, messages });
     expect(states).toContain('open');
     expect(gw.upstream.replicas()[0]!.breaker).toBe('open');
     await flaky!.configure({ failRate: 0 });

@@ -16,7 +16,8 @@ export interface TestGateway {
 
 /** Core's stages and the adapter in an Express app on a real loopback port. */
 export async function startGateway(options: VllmOptions, validateOptions: ValidateOptions = {}): Promise<TestGateway> {
-  const upstream = vllm(options);
+  // These suites are about failover and streams; the routing suites test cache-aware routing.
+  const upstream = vllm({ routing: 'least-request', ...options });
   const app = express();
   app.use('/v1', requestId());
   app.post('/v1/chat/completions', validate(validateOptions), upstream);

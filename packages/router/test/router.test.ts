@@ -1,0 +1,174 @@
+import { describe, expect, it } from 'vitest';
+import { createRouter, leastRequest, prefixBlocks, type ReplicaView, type RouteRequest } from '../src/index.js';
+
+type R = { id: string; inFlight: number; metrics?: { waiting?: number; kvCacheUsage?: number } };
+const removed = new Set<string>();
+const replicas = (n: number): R[] => Array.from({ length: n }, (_, i) => ({ id: `http://10.0.0.${i + 1}:8000`, inFlight: 0 }));
+const system = { role: 'system', content: 'You are a careful assistant. '.repeat(280) }; // about 2,000 tokens shared by everyone
+
+/**
+ * Multi-turn conversations through one router, interleaved, with `concurrency` requests in
+ * flight at a time (each stays in flight for the next `concurrency - 1` picks): per-turn choices.
+ */
+function converse(
+  router: ReturnType<typeof createRouter>,
+  pool: R[],
+  conversations: number,
+  turns: number,
+  onTurn?: (turn: number) => void,
+  concurrency = 16,
+) {
+  const histories = Array.from({ length: conversations }, (_, c) => [
+    system,
+    { role: 'user', content: `Conversation ${c}: tell me about topic ${c * 7919}.` },
+  ]);
+  const picks: string[][] = Array.from({ length: conversations }, () => []);
+  const inFlight: R[] = [];
+  for (let t = 0; t < turns; t++) {
+    onTurn?.(t);
+    for (let c = 0; c < conversations; c++) {
+      const request: RouteRequest = { prompt: { messages: histories[c]! } };
+      const live = pool.filter((r) => !removed.has(r.id));
+      const choice = router.pick(request, live)!;
+      router.record!(request, choice);
+      const r = pool.find((x) => x.id === choice.id)!;
+      r.inFlight++;
+      inFlight.push(r);
+      if (inFlight.length >= concurrency) inFlight.shift()!.inFlight--;
+      picks[c]!.push(choice.id);
+      histories[c]!.push(
+        { role: 'assistant', content: `Answer ${t} for ${c}: ${'detail '.repeat(40)}` },
+        { role: 'user', content: `Follow-up ${t} of ${c}?` },
+      );
+    }
+  }
+  return picks;
+}
+
+describe('cache-aware routing', () => {
+  it('follow-up turns stay on the replica of the previous turn; conversations spread', () => {
+    const pool = replicas(4);
+    const picks = converse(createRouter({ random: mulberry(1) }), pool, 64, 8);
+    let same = 0;
+    let followUps = 0;
+    for (const p of picks) {
+      for (let t = 1; t < p.length; t++) {
+        followUps++;
+        if (p[t] === p[t - 1]) same++;
+      }
+    }
+    expect(same / followUps).toBeGreaterThanOrEqual(0.95);
+    const shares = pool.map((r) => picks.filter((p) => p[0] === r.id).length);
+    const mean = 64 / 4;
+    for (const s of shares) expect(s).toBeLessThanOrEqual(1.5 * mean);
+  });
+
+  it('a prompt_cache_key picks the same replica on two independent gateway hosts, spread by rendezvous hashing', () => {
+    const a = createRouter();
+    const b = createRouter();
+    const pool = replicas(4);
+    const counts = new Map<string, number>();
+    for (let k = 0; k < 400; k++) {
+      const key = `conversation-${k}`;
+      const ra = a.pick({ promptCacheKey: key }, pool)!;
+      const rb = b.pick({ promptCacheKey: key }, [...pool].reverse())!;
+      expect(ra.id).toBe(rb.id);
+      counts.set(ra.id, (counts.get(ra.id) ?? 0) + 1);
+    }
+    for (const n of counts.values()) expect(n).toBeLessThanOrEqual(1.5 * 100);
+  });
+
+  it('bounded load: a key whose replica is far above the mean spills to its next choice', () => {
+    const router = createRouter();
+    const pool = replicas(3);
+    const home = router.pick({ promptCacheKey: 'hot' }, pool)!;
+    const loaded = pool.map((r) => (r.id === home.id ? { ...r, inFlight: 20 } : r));
+    const spilled = router.pick({ promptCacheKey: 'hot' }, loaded)!;
+    expect(spilled.id).not.toBe(home.id);
+  });
+
+  it('a replica with a growing waiting queue receives fewer new conversations', () => {
+    const pool = replicas(3);
+    pool[0]!.metrics = { waiting: 12, kvCacheUsage: 0.9 };
+    const router = createRouter({ random: mulberry(2) });
+    const firsts = converse(router, pool, 60, 1).map((p) => p[0]);
+    const onBusy = firsts.filter((id) => id === pool[0]!.id).length;
+    expect(onBusy).toBeLessThan(60 / 3 / 2);
+  });
+
+  it('a replica that leaves: its conversations move, then stick to their new replica', () => {
+    const pool = replicas(3);
+    const router = createRouter({ random: mulberry(3) });
+    const picks = converse(router, pool, 30, 6, (turn) => {
+      if (turn === 3) removed.add(pool[0]!.id);
+    });
+    removed.clear();
+    const moved = picks.filter((p) => p[2] === pool[0]!.id);
+    expect(moved.length).toBeGreaterThan(0);
+    let kept = 0;
+    let total = 0;
+    for (const p of moved) {
+      expect(p.slice(3)).not.toContain(pool[0]!.id);
+      for (let t = 4; t < p.length; t++) {
+        total++;
+        if (p[t] === p[t - 1]) kept++;
+      }
+    }
+    expect(kept / total).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('a replica without /metrics is scored on in-flight alone, never dropped', () => {
+    const pool: ReplicaView[] = [
+      { id: 'a', inFlight: 0, metrics: { waiting: 0, kvCacheUsage: 0.2 } },
+      { id: 'b', inFlight: 0 },
+    ];
+    const seen = new Set<string>();
+    const router = createRouter();
+    for (let i = 0; i < 50; i++)
+      seen.add(router.pick({ prompt: { messages: [{ role: 'user', content: `q ${i} ${'x'.repeat(200)}` }] } }, pool)!.id);
+    expect(seen.has('b')).toBe(true);
+  });
+});
+
+describe('pieces', () => {
+  it('prefix blocks are chained: equal prefixes, equal hashes; a change affects every later block', () => {
+    const a = prefixBlocks({ messages: [{ role: 'user', content: 'x'.repeat(640) }] }, 64, 256);
+    const b = prefixBlocks({ messages: [{ role: 'user', content: `${'x'.repeat(300)}y${'x'.repeat(339)}` }] }, 64, 256);
+    expect(a.slice(0, 4)).toEqual(b.slice(0, 4));
+    for (let i = 4; i < a.length; i++) expect(a[i]).not.toBe(b[i]);
+    // A message ends a block: the next turn's prompt starts with this turn's blocks.
+    const turn1 = prefixBlocks({ messages: [{ role: 'user', content: 'short question' }] }, 64, 256);
+    const turn2 = prefixBlocks(
+      {
+        messages: [
+          { role: 'user', content: 'short question' },
+          { role: 'assistant', content: 'answer' },
+        ],
+      },
+      64,
+      256,
+    );
+    expect(turn2.slice(0, turn1.length)).toEqual(turn1);
+    expect(prefixBlocks({ messages: [{ role: 'user', content: 'x'.repeat(100_000) }] }, 64, 256)).toHaveLength(256);
+  });
+
+  it('least-request picks the fewest in flight, ties at random', () => {
+    expect(
+      leastRequest([
+        { id: 'a', inFlight: 2 },
+        { id: 'b', inFlight: 1 },
+      ])!.id,
+    ).toBe('b');
+  });
+});
+
+function mulberry(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,0 +1,217 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { UsageRecord } from '@tera-gw/telemetry';
+import { mountGateway, type Mounted } from '../helpers/mount.js';
+import { spawnSim, type SimProcess } from '../helpers/processes.js';
+
+const model = 'openai/gpt-oss-20b';
+const KEY = 'sk-tera-routing-key';
+const system = {
+  role: 'system' as const,
+  content: 'You are the support agent of a large retailer. Follow the policies below. '.repeat(100),
+};
+
+let sims: SimProcess[];
+beforeAll(async () => {
+  sims = await Promise.all(Array.from({ length: 4 }, () => spawnSim(['--enable-prompt-tokens-details', '--itl-ms', '1'])));
+});
+afterAll(async () => {
+  await Promise.all(sims.map((s) => s.kill()));
+});
+
+async function gatewayOver(urls: string[], usage: Map<string, UsageRecord>): Promise<Mounted> {
+  const gw = await mountGateway('express', {
+    replicas: urls,
+    auth: { keys: [{ key: KEY, concurrency: 1000, tokensPerSecond: 1e9 }] },
+    upstream: { routing: 'cache-aware', health: { intervalMs: 100, metricsIntervalMs: 200 } },
+    onUsage: (r) => void usage.set((r as UsageRecord).requestId, r as UsageRecord),
+  });
+  await gw.gateway.ready();
+  for (let i = 0; i < 100 && gw.gateway.upstream.replicas().some((r) => r.state !== 'ready'); i++)
+    await new Promise((r) => setTimeout(r, 50));
+  return gw;
+}
+
+type Message = { role: 'system' | 'user' | 'assistant'; content: string };
+
+/** Runs `conversations` multi-turn conversations, `parallel` at a time; returns the replica of each turn and the cached tokens each turn reported. */
+async function converse(
+  gw: Mounted,
+  usage: Map<string, UsageRecord>,
+  conversations: number,
+  turns: number,
+  parallel: number,
+  beforeTurn?: (turn: number) => Promise<void>,
+) {
+  const replicas: string[][] = Array.from({ length: conversations }, () => []);
+  const cached: number[][] = Array.from({ length: conversations }, () => []);
+  const histories: Message[][] = Array.from({ length: conversations }, (_, c) => [
+    system,
+    { role: 'user', content: `Customer ${c} asks about order ${c * 7919}.` },
+  ]);
+  for (let t = 0; t < turns; t++) {
+    await beforeTurn?.(t);
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: parallel }, async () => {
+        for (let c = next++; c < conversations; c = next++) {
+          const res = await fetch(`${gw.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+            body: JSON.stringify({ model, messages: histories[c], max_tokens: 40 }),
+          });
+          expect(res.status).toBe(200);
+          const body = (await res.json()) as {
+            choices: Array<{ message: { content: string } }>;
+            usage: { prompt_tokens_details: { cached_tokens: number } | null };
+          };
+          replicas[c]!.push(usage.get(res.headers.get('x-tera-request-id')!)!.replica!);
+          cached[c]!.push(body.usage.prompt_tokens_details?.cached_tokens ?? -1);
+          histories[c]!.push(
+            { role: 'assistant', content: body.choices[0]!.message.content },
+            { role: 'user', content: `Follow-up ${t} from customer ${c}.` },
+          );
+        }
+      }),
+    );
+  }
+  return { replicas, cached };
+}
+
+describe('cache-aware routing against simulator replicas', () => {
+  it('follow-up turns reach the replica of their previous turn; conversations spread; cached_tokens reach the caller', async () => {
+    const usage = new Map<string, UsageRecord>();
+    const gw = await gatewayOver(
+      sims.map((s) => s.url),
+      usage,
+    );
+    try {
+      const { replicas, cached } = await converse(gw, usage, 32, 4, 8);
+      let same = 0;
+      let total = 0;
+      for (const r of replicas) {
+        for (let t = 1; t < r.length; t++) {
+          total++;
+          if (r[t] === r[t - 1]) same++;
+        }
+      }
+      expect(same / total).toBeGreaterThanOrEqual(0.95);
+      const shares = sims.map((s) => replicas.filter((r) => r[0] === s.url).length);
+      for (const share of shares) expect(share).toBeLessThanOrEqual(1.5 * (32 / 4));
+      // From the second turn on, the replica holds the conversation: most of the prompt is cached.
+      for (const c of cached) for (let t = 1; t < c.length; t++) expect(c[t]).toBeGreaterThan(0);
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('two gateway instances send the same prompt_cache_key to the same replica', async () => {
+    const usageA = new Map<string, UsageRecord>();
+    const usageB = new Map<string, UsageRecord>();
+    const [a, b] = await Promise.all([
+      gatewayOver(
+        sims.map((s) => s.url),
+        usageA,
+      ),
+      gatewayOver(
+        [...sims].reverse().map((s) => s.url),
+        usageB,
+      ),
+    ]);
+    try {
+      const seen = new Set<string>();
+      for (let k = 0; k < 16; k++) {
+        const body = JSON.stringify({
+          model,
+          prompt_cache_key: `session-${k}`,
+          messages: [{ role: 'user', content: `hello ${k}` }],
+          max_tokens: 5,
+        });
+        const send = (gw: Mounted) =>
+          fetch(`${gw.url}/v1/chat/completions`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+            body,
+          });
+        const [ra, rb] = await Promise.all([send(a), send(b)]);
+        const replicaA = usageA.get(ra.headers.get('x-tera-request-id')!)!.replica;
+        const replicaB = usageB.get(rb.headers.get('x-tera-request-id')!)!.replica;
+        expect(replicaA).toBe(replicaB);
+        seen.add(replicaA!);
+      }
+      expect(seen.size).toBeGreaterThan(1);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('a replica that dies mid-conversation hands its conversations to others, which keep them', async () => {
+    const extra = await spawnSim(['--enable-prompt-tokens-details']);
+    const usage = new Map<string, UsageRecord>();
+    const pool = [...sims.slice(0, 2).map((s) => s.url), extra.url];
+    const gw = await gatewayOver(pool, usage);
+    try {
+      const { replicas } = await converse(gw, usage, 18, 5, 6, async (turn) => {
+        if (turn === 2) {
+          await extra.kill();
+          for (let i = 0; i < 100 && gw.gateway.upstream.replicas()[2]!.state === 'ready'; i++) await new Promise((r) => setTimeout(r, 20));
+        }
+      });
+      const moved = replicas.filter((r) => r[1] === extra.url);
+      expect(moved.length).toBeGreaterThan(0);
+      for (const r of moved) {
+        expect(r.slice(2)).not.toContain(extra.url);
+        expect(r[3]).toBe(r[2]);
+        expect(r[4]).toBe(r[3]);
+      }
+    } finally {
+      await gw.close();
+    }
+  });
+
+  it('a replica without /metrics still serves', async () => {
+    const { createServer } = await import('node:http');
+    const bare = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.url === '/health') return void res.end();
+        if (req.url === '/metrics') {
+          res.statusCode = 404;
+          return void res.end();
+        }
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(
+          JSON.stringify({
+            id: 'chatcmpl-bare',
+            object: 'chat.completion',
+            created: 1,
+            model,
+            choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
+            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
+          }),
+        );
+      });
+    });
+    bare.listen(0, '127.0.0.1');
+    await new Promise((r) => bare.once('listening', r));
+    const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
+    const usage = new Map<string, UsageRecord>();
+    const gw = await gatewayOver([sims[0]!.url, bareUrl], usage);
+    try {
+      const served = new Set<string>();
+      for (let k = 0; k < 24; k++) {
+        const res = await fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+          body: JSON.stringify({ model, prompt_cache_key: `k${k}`, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 }),
+        });
+        expect(res.status).toBe(200);
+        served.add(usage.get(res.headers.get('x-tera-request-id')!)!.replica!);
+      }
+      expect(served).toContain(bareUrl);
+    } finally {
+      await gw.close();
+      bare.close();
+    }
+  });
+});
