@@ -13,16 +13,18 @@ export class KvCache {
   readonly capacityBlocks: number;
 
   constructor(tokens: number) {
+    // A 64-byte block holds about 16 tokens of English.
     this.capacityBlocks = Math.max(1, Math.floor(tokens / BLOCK_TOKENS));
     this.index = new PrefixIndex(this.capacityBlocks);
   }
 
-  /** Looks up the prompt's cached prefix, then admits its blocks; returns the cached tokens. */
+  /** Looks up the prompt's cached prefix, then admits its blocks; returns the cached tokens (the matched share of the prompt). */
   admit(prompt: PromptParts, promptTokens: number): number {
-    const blocks = prefixBlocks(prompt, BLOCK_CHARS, Math.ceil(promptTokens / BLOCK_TOKENS) + 1);
-    const cached = Math.min(promptTokens, this.index.matched(blocks) * BLOCK_TOKENS);
-    this.index.insert(blocks);
-    return cached;
+    const blocks = prefixBlocks(prompt, BLOCK_CHARS, 1 << 20);
+    if (!blocks.length) return 0;
+    const matched = this.index.matched(blocks);
+    this.index.insert(blocks, matched);
+    return Math.floor((promptTokens * matched) / blocks.length);
   }
 
   get usage(): number {

@@ -2,10 +2,11 @@ import type { GatewayOptions } from '@tera-gw/gateway';
 
 /** Every stage on: auth, limiter (memory store), breaker, Harmony, reasoning, tool calls, telemetry with no SDK (no-op). */
 export function benchGatewayOptions(upstream: string): GatewayOptions {
+  const routing = process.env.ROUTING as 'cache-aware' | 'least-request' | undefined;
   return {
-    replicas: [upstream],
+    replicas: (process.env.UPSTREAM_URLS ?? upstream).split(','),
     auth: { keys: [{ key: 'sk-tera-bench-key-0001', id: 'bench', concurrency: 100_000, tokensPerSecond: 1e12 }] },
     rateLimit: {},
-    upstream: { health: { intervalMs: 5000 } },
+    upstream: { health: { intervalMs: 5000, metricsIntervalMs: 500 }, ...(routing ? { routing } : {}) },
   };
 }

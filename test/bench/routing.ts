@@ -1,0 +1,192 @@
+import { request } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { createRouter } from '@tera-gw/router';
+import { median, pinSelf, startPinned, type Server } from './harness.js';
+import { percentile } from './latency.js';
+
+/**
+ * The routing scenario: 4 simulator replicas with the prefix-cache model (prefill 40 us per
+ * uncached prompt token, 4 sequences per batch), 64 conversations of 8 turns sharing a
+ * ~2,000-token system prompt, 16 conversations in flight; through the gateway with
+ * `least-request` and with `cache-aware`, in one run. Reports the prefix-cache hit rate (from
+ * the replicas' counters) against the single-replica upper bound, TTFT p50 and p95, output
+ * tokens per second, each replica's share, and the router's CPU per decision on a 32 KB prompt.
+ */
+const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
+const simCli = here('../../../packages/vllm-sim/dist/cli.js');
+const CONVERSATIONS = Number(process.env.BENCH_CONVERSATIONS ?? 64);
+const TURNS = 8;
+const PARALLEL = 16;
+// Each replica's cache holds a quarter of the conversations comfortably, not all of them: the case
+// where routing decides whether a follow-up finds its history.
+const simArgs = (cacheTokens: number) => [
+  '--port',
+  '0',
+  '--prefill-us-per-token',
+  '40',
+  '--max-num-seqs',
+  '4',
+  '--itl-ms',
+  '2',
+  '--kv-cache-tokens',
+  String(cacheTokens),
+  '--enable-prompt-tokens-details',
+];
+const system = 'You are the support agent of a large retailer. Follow these policies exactly and cite them. '.repeat(90);
+const KEY = 'sk-tera-bench-key-0001';
+
+pinSelf(1);
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').at(-1));
+  return sum;
+}
+
+interface Turn {
+  ttftMs: number;
+  outputTokens: number;
+}
+
+/** One streamed turn; time to the first content byte. */
+function turn(url: string, messages: unknown[]): Promise<Turn & { content: string }> {
+  const u = new URL(`${url}/v1/chat/completions`);
+  const body = JSON.stringify({
+    model: 'openai/gpt-oss-20b',
+    stream: true,
+    stream_options: { include_usage: true },
+    max_tokens: 160,
+    messages,
+  });
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    let first = 0;
+    let text = '';
+    const req = request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          if (!first) first = performance.now();
+          text += d;
+        });
+        res.on('end', () => {
+          if (res.statusCode !== 200) return reject(new Error(`status ${res.statusCode}`));
+          let content = '';
+          let outputTokens = 0;
+          for (const event of text.split('\n\n')) {
+            if (!event.startsWith('data: {')) continue;
+            const chunk = JSON.parse(event.slice(6)) as {
+              choices: Array<{ delta: { content?: string } }>;
+              usage?: { completion_tokens: number };
+            };
+            content += chunk.choices[0]?.delta.content ?? '';
+            if (chunk.usage) outputTokens = chunk.usage.completion_tokens;
+          }
+          resolve({ ttftMs: first - start, outputTokens, content });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function workload(url: string): Promise<{ turns: Turn[]; seconds: number }> {
+  const turns: Turn[] = [];
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: PARALLEL }, async () => {
+      for (let c = next++; c < CONVERSATIONS; c = next++) {
+        const messages: Array<{ role: string; content: string }> = [
+          { role: 'system', content: system },
+          { role: 'user', content: `Customer ${c}: where is my order ${c * 7919}?` },
+        ];
+        for (let t = 0; t < TURNS; t++) {
+          const r = await turn(url, messages);
+          turns.push(r);
+          messages.push(
+            { role: 'assistant', content: r.content },
+            {
+              role: 'user',
+              content: `Follow-up ${t}: and what about the refund for item ${t}? ${'Please check the delivery notes and the invoice again. '.repeat(5)}`,
+            },
+          );
+        }
+      }
+    }),
+  );
+  return { turns, seconds: (performance.now() - started) / 1000 };
+}
+
+async function scenario(name: string, routing?: 'cache-aware' | 'least-request') {
+  const replicas: Server[] = [];
+  for (let i = 0; i < (routing ? 4 : 1); i++) replicas.push(await startPinned(1, simCli, simArgs(routing ? 16_000 : 10_000_000)));
+  const urls = replicas.map((r) => r.url);
+  let gateway: Server | undefined;
+  if (routing)
+    gateway = await startPinned(0, here('./targets/express.js'), [], {
+      UPSTREAM_URL: urls[0]!,
+      UPSTREAM_URLS: urls.join(','),
+      ROUTING: routing,
+    });
+  const { turns, seconds } = await workload(gateway?.url ?? urls[0]!);
+  const queries = (await Promise.all(urls.map((u) => metric(u, 'vllm:prefix_cache_queries_total')))).reduce((a, b) => a + b, 0);
+  const hits = (await Promise.all(urls.map((u) => metric(u, 'vllm:prefix_cache_hits_total')))).reduce((a, b) => a + b, 0);
+  const served = await Promise.all(urls.map((u) => metric(u, 'vllm:request_success_total')));
+  // Each replica also served one warm-up completion.
+  const shares = served.map((s) => s - (routing ? 1 : 0));
+  const total = shares.reduce((a, b) => a + b, 0);
+  await gateway?.stop();
+  for (const r of replicas) await r.stop();
+  const ttft = turns.map((t) => t.ttftMs);
+  return {
+    name,
+    hitRate: hits / queries,
+    ttftP50: percentile(ttft, 50),
+    ttftP95: percentile(ttft, 95),
+    outputTokensPerSecond: turns.reduce((a, t) => a + t.outputTokens, 0) / seconds,
+    maxShareOverMean: Math.max(...shares) / (total / shares.length),
+    shares,
+  };
+}
+
+const upper = await scenario('one replica, unbounded cache (hit-rate bound)');
+const least = await scenario('least-request', 'least-request');
+const aware = await scenario('cache-aware', 'cache-aware');
+
+// Router CPU per decision on a 32 KB prompt, in this process.
+const router = createRouter();
+const pool = Array.from({ length: 4 }, (_, i) => ({ id: `r${i}`, inFlight: i, metrics: { waiting: 1, kvCacheUsage: 0.3 } }));
+const big = { role: 'system', content: 'You are a careful assistant. '.repeat(1130) };
+const costs: number[] = [];
+for (let round = 0; round < 5; round++) {
+  const n = 5000;
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < n; i++) {
+    const req = { prompt: { messages: [big, { role: 'user', content: `question ${round}-${i}` }] } };
+    router.record?.(req, router.pick(req, pool)!);
+  }
+  costs.push(Number(process.hrtime.bigint() - t0) / n / 1000);
+}
+
+console.log(
+  `\n${CONVERSATIONS} conversations x ${TURNS} turns, ${PARALLEL} in flight, ~2,000-token shared system prompt; 4 replicas with 16k-token KV caches (prefill 40 us/token, 4 seqs per batch)`,
+);
+console.log('scenario                                   hit rate  of bound  TTFT p50 ms  TTFT p95 ms  out tok/s  max share/mean');
+for (const r of [upper, least, aware]) {
+  console.log(
+    `${r.name.padEnd(42)} ${(r.hitRate * 100).toFixed(1).padStart(7)}%  ${((r.hitRate / upper.hitRate) * 100).toFixed(0).padStart(7)}%  ${r.ttftP50.toFixed(1).padStart(11)}  ${r.ttftP95.toFixed(1).padStart(11)}  ${r.outputTokensPerSecond.toFixed(0).padStart(9)}  ${r.maxShareOverMean.toFixed(2).padStart(14)}`,
+  );
+}
+console.log(`TTFT p95, least-request / cache-aware: ${(least.ttftP95 / aware.ttftP95).toFixed(2)}x`);
+console.log(`router pick + record on a 32 KB prompt: ${median(costs).toFixed(1)} us per decision (median of 5 x 5,000)`);
+console.log(`replica shares: least-request ${least.shares.join('/')}, cache-aware ${aware.shares.join('/')}`);
