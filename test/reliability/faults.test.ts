@@ -370,7 +370,8 @@ describe('nothing left behind', () => {
       return seen;
     };
     const baseline = await quietest();
-    for (const fault of ['500', 'reset-before-headers', 'drop-mid-stream', 'malformed-sse']) await outcome(await call({ stream: true }, { 'x-sim-fault': fault }));
+    for (const fault of ['500', 'reset-before-headers', 'drop-mid-stream', 'malformed-sse'])
+      await outcome(await call({ stream: true }, { 'x-sim-fault': fault }));
     const controller = new AbortController();
     const res = await call({ stream: true }, {}, controller.signal);
     await res.body!.getReader().read();
@@ -378,5 +379,4 @@ describe('nothing left behind', () => {
     const now = await quietest();
     for (const kind of ['Timeout', 'TCPSocketWrap', 'TCPWrap']) expect(now[kind] ?? 0).toBeLessThanOrEqual((baseline[kind] ?? 0) + 1);
   });
-});
 });
