@@ -5,8 +5,9 @@ import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@open
 import express from 'express';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '@tera-gw/rate-limit';
-import { createGateway, type Gateway } from '@tera-gw/gateway';
+import { createGateway } from '@tera-gw/gateway';
 import type { UsageRecord } from '@tera-gw/telemetry';
+import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
 
 /**
@@ -22,12 +23,12 @@ const store = new MemoryStore();
 const usage: UsageRecord[] = [];
 
 let sims: SimProcess[];
-let gateway: Gateway;
+let gateway: Mounted['gateway'];
 let url: string;
 let close: () => Promise<void>;
 
 async function boot(): Promise<void> {
-  gateway = createGateway({
+  const mounted = await mountGateway('express', {
     replicas: sims.map((s) => s.url),
     auth: { keys: [{ key: KEY, id: 'faults', concurrency: 50 }] },
     rateLimit: { store },
@@ -40,16 +41,9 @@ async function boot(): Promise<void> {
       breaker: { consecutiveFailures: 1000, volumeThreshold: 100_000 },
     },
   });
-  const app = express();
-  app.use('/v1', gateway);
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`;
-  close = async () => {
-    await gateway.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  };
+  gateway = mounted.gateway;
+  url = `${mounted.url}/v1/chat/completions`;
+  close = mounted.close;
   await gateway.ready();
 }
 

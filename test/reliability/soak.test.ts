@@ -1,10 +1,7 @@
-import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '@tera-gw/rate-limit';
-import { createGateway, type Gateway } from '@tera-gw/gateway';
 import type { UsageRecord } from '@tera-gw/telemetry';
+import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
 
 /**
@@ -20,13 +17,13 @@ const concurrency = 16;
 const store = new MemoryStore();
 const usage: UsageRecord[] = [];
 let sims: SimProcess[];
-let gateway: Gateway;
+let gateway: Mounted['gateway'];
 let url: string;
 let close: () => Promise<void>;
 
 beforeAll(async () => {
   sims = await Promise.all([spawnSim(['--itl-ms', '1']), spawnSim(['--itl-ms', '1'])]);
-  gateway = createGateway({
+  const mounted = await mountGateway('express', {
     replicas: sims.map((s) => s.url),
     auth: { keys: [{ key: KEY, id: 'soak', concurrency: 1000, tokensPerSecond: 1e9 }] },
     rateLimit: { store },
@@ -37,16 +34,9 @@ beforeAll(async () => {
       breaker: { consecutiveFailures: 1000, volumeThreshold: 100_000 },
     },
   });
-  const app = express();
-  app.use('/v1', gateway);
-  const server = app.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`;
-  close = async () => {
-    await gateway.close();
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  };
+  gateway = mounted.gateway;
+  url = `${mounted.url}/v1/chat/completions`;
+  close = mounted.close;
   await gateway.ready();
 });
 afterAll(async () => {
