@@ -157,7 +157,14 @@ for (const t of selected) {
 
 // Memory: 1,000 slow streams held open through the target; resident memory per stream.
 async function memoryPerStream(t: Target): Promise<number> {
-  const slow = await startPinned(1, here('../../../packages/vllm-sim/dist/cli.js'), ['--port', '0', '--itl-ms', '2000', '--max-num-seqs', '4096']);
+  const slow = await startPinned(1, here('../../../packages/vllm-sim/dist/cli.js'), [
+    '--port',
+    '0',
+    '--itl-ms',
+    '2000',
+    '--max-num-seqs',
+    '4096',
+  ]);
   const server = (await start(t, slow.url))!;
   const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))![1]) * 1024;
   await latencyRun(

@@ -16,13 +16,20 @@ pinSelf(1);
 const { spawn } = await import('node:child_process');
 const { freePort } = await import('../helpers/ports.js');
 const redisPort = await freePort();
-const redis = spawn('taskset', ['-c', '1', 'redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+const redis = spawn(
+  'taskset',
+  ['-c', '1', 'redis-server', '--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+  { stdio: 'ignore' },
+);
 await new Promise((r) => setTimeout(r, 500));
 
 const cost: Record<string, number[]> = {};
 for (let r = 0; r < rounds; r++) {
   for (const variant of variants) {
-    const server: Server = await startPinned(0, here('./targets/stages.js'), [], { VARIANT: variant, REDIS_URL: `redis://127.0.0.1:${redisPort}` });
+    const server: Server = await startPinned(0, here('./targets/stages.js'), [], {
+      VARIANT: variant,
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    });
     const url = `${server.url}/v1/chat/completions`;
     const headers = { authorization: 'Bearer sk-tera-bench-key-0001' };
     await load(url, chatRequest, { connections: 16, seconds: 1, headers });
@@ -36,4 +43,7 @@ for (let r = 0; r < rounds; r++) {
 redis.kill();
 const base = median(cost.base!);
 console.log(`\nCPU per request of the stages, median of ${rounds} rounds (terminal answers at once, no upstream)`);
-for (const v of variants) console.log(`${v.padEnd(24)} ${median(cost[v]!).toFixed(1).padStart(7)} us   ${v === 'base' ? '' : `+${(median(cost[v]!) - base).toFixed(1)} us`}`);
+for (const v of variants)
+  console.log(
+    `${v.padEnd(24)} ${median(cost[v]!).toFixed(1).padStart(7)} us   ${v === 'base' ? '' : `+${(median(cost[v]!) - base).toFixed(1)} us`}`,
+  );

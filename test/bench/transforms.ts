@@ -70,5 +70,7 @@ console.log('variant                      us/event  added over parse+serialize  
 console.log(`${'bytes decoded only'.padEnd(28)} ${median(decodeTimes).toFixed(3).padStart(8)}`);
 for (const [name] of variants) {
   const v = median(perEvent[name]!);
-  console.log(`${name.padEnd(28)} ${v.toFixed(3).padStart(8)}  ${(v - base).toFixed(3).padStart(26)}  ${median(firstEvent[name]!).toFixed(0).padStart(23)}`);
+  console.log(
+    `${name.padEnd(28)} ${v.toFixed(3).padStart(8)}  ${(v - base).toFixed(3).padStart(26)}  ${median(firstEvent[name]!).toFixed(0).padStart(23)}`,
+  );
 }

@@ -43,7 +43,7 @@ async function boot(): Promise<void> {
   });
   gateway = mounted.gateway;
   url = `${mounted.url}/v1/chat/completions`;
-  close = mounted.close;
+  close = () => mounted.close();
   await gateway.ready();
 }
 

@@ -36,7 +36,7 @@ beforeAll(async () => {
   });
   gateway = mounted.gateway;
   url = `${mounted.url}/v1/chat/completions`;
-  close = mounted.close;
+  close = () => mounted.close();
   await gateway.ready();
 });
 afterAll(async () => {
