@@ -38,11 +38,13 @@ export function sendError(res: ServerResponse, err: unknown): void {
   sendJSON(res, error.status, error.toJSON(), error.headers);
 }
 
-/** Starts an SSE response with the headers every stream carries. */
+/**
+ * Sets the status and headers every stream carries. They leave with the first event (one
+ * write, one packet), not on their own: a stream starts when there is something to say.
+ */
 export function startEventStream(res: ServerResponse): void {
   res.statusCode = 200;
   for (const name in SSE_HEADERS) res.setHeader(name, SSE_HEADERS[name]!);
-  res.flushHeaders();
 }
 
 export interface ReadBodyOptions {
