@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRouter, leastRequest, prefixBlocks, type ReplicaView, type RouteRequest } from '../src/index.js';
+// The simulator's seeded generator: the same picks on every run.
+import { createRandom as mulberry } from '../../vllm-sim/src/prng.js';
 
 type R = { id: string; inFlight: number; metrics?: { waiting?: number; kvCacheUsage?: number } };
 const removed = new Set<string>();
@@ -161,14 +163,3 @@ describe('pieces', () => {
     ).toBe('b');
   });
 });
-
-function mulberry(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
