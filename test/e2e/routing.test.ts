@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { UsageRecord } from '@tera-gw/telemetry';
+import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
 
@@ -170,31 +171,9 @@ describe('cache-aware routing against simulator replicas', () => {
   });
 
   it('a replica without /metrics still serves', async () => {
-    const { createServer } = await import('node:http');
-    const bare = createServer((req, res) => {
-      req.resume();
-      req.on('end', () => {
-        if (req.url === '/health') return void res.end();
-        if (req.url === '/metrics') {
-          res.statusCode = 404;
-          return void res.end();
-        }
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(
-          JSON.stringify({
-            id: 'chatcmpl-bare',
-            object: 'chat.completion',
-            created: 1,
-            model,
-            choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-          }),
-        );
-      });
-    });
-    bare.listen(0, '127.0.0.1');
-    await new Promise((r) => bare.once('listening', r));
-    const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
+    // A replica that answers but exports no /metrics.
+    const bare = await startCaptureUpstream();
+    const bareUrl = bare.url;
     const usage = new Map<string, UsageRecord>();
     const gw = await gatewayOver([sims[0]!.url, bareUrl], usage);
     try {
@@ -211,7 +190,7 @@ describe('cache-aware routing against simulator replicas', () => {
       expect(served).toContain(bareUrl);
     } finally {
       await gw.close();
-      bare.close();
+      await bare.close();
     }
   });
 });

@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import express from 'express';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
 import { createContext, transformSSE } from '@tera-gw/core';
 import { createGateway, type Gateway } from '@tera-gw/gateway';
 import { harmonyTransform } from '@tera-gw/harmony';
@@ -17,9 +18,9 @@ const model = 'openai/gpt-oss-20b';
 const KEY = 'sk-tera-hostile-secret-key-42';
 const spans = new InMemorySpanExporter();
 const tracer = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }).getTracer('hostile');
-const upstreamHeaders: IncomingHttpHeaders[] = [];
-const upstreamBodies: string[] = [];
-let capture: Server;
+let capture: CaptureUpstream;
+const upstreamHeaders = () => capture.requests.map((r) => r.headers);
+const upstreamBodies = () => capture.requests.map((r) => r.body);
 let gateway: Gateway;
 let server: Server;
 let base: string;
@@ -28,34 +29,7 @@ const logged: string[] = [];
 
 beforeAll(async () => {
   // A capturing upstream: records what reaches it, answers a fixed completion or stream.
-  capture = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      if (req.url === '/health') return void res.end();
-      upstreamHeaders.push(req.headers);
-      upstreamBodies.push(body);
-      const streaming = body.includes('"stream":true');
-      const payload = {
-        id: 'chatcmpl-x',
-        object: 'chat.completion',
-        created: 1,
-        model,
-        choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-        usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-      };
-      if (!streaming) {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        return void res.end(JSON.stringify(payload));
-      }
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.end(
-        `data: ${JSON.stringify({ id: 'x', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta: { content: 'ok' }, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`,
-      );
-    });
-  });
-  capture.listen(0, '127.0.0.1');
-  await once(capture, 'listening');
+  capture = await startCaptureUpstream();
   for (const level of ['log', 'warn', 'error', 'info'] as const) {
     const original = console[level].bind(console);
     console[level] = (...args: unknown[]) => {
@@ -64,7 +38,7 @@ beforeAll(async () => {
     };
   }
   gateway = createGateway({
-    replicas: [`http://127.0.0.1:${(capture.address() as AddressInfo).port}`],
+    replicas: [capture.url],
     auth: { keys: [{ key: KEY, id: 'hostile' }] },
     telemetry: { tracer, recordContent: false },
     upstream: { health: { intervalMs: 1000 } },
@@ -84,7 +58,7 @@ afterAll(async () => {
   await gateway.close();
   server.closeAllConnections();
   server.close();
-  capture.close();
+  await capture.close();
 });
 
 const post = (body: string | Buffer, headers: Record<string, string> = {}) =>
@@ -148,7 +122,7 @@ describe('bodies', () => {
       200,
     );
     expect(({} as Record<string, unknown>).admin).toBeUndefined();
-    expect(upstreamBodies.at(-1)).not.toContain('constructor');
+    expect(upstreamBodies().at(-1)).not.toContain('constructor');
   });
 
   it('invalid UTF-8 -> an answer, never a 500', async () => {
@@ -256,7 +230,7 @@ describe('headers', () => {
       `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nTraceparent: 00-abc\r\n\rX-Injected: yes\r\nAuthorization: Bearer ${KEY}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
     expect(answer).toMatch(/^HTTP\/1\.1 400/);
-    expect(upstreamHeaders.some((h) => 'x-injected' in h)).toBe(false);
+    expect(upstreamHeaders().some((h) => 'x-injected' in h)).toBe(false);
   });
 });
 
@@ -309,9 +283,9 @@ describe('secrets', () => {
     const attrs = JSON.stringify(spans.getFinishedSpans().map((s) => [s.attributes, s.events]));
     expect(attrs).not.toContain(KEY);
     expect(logged.join('\n')).not.toContain(KEY);
-    expect(JSON.stringify(upstreamHeaders)).not.toContain(KEY);
-    expect(upstreamBodies.join('\n')).not.toContain(KEY);
-    expect(upstreamHeaders.length).toBeGreaterThan(0);
+    expect(JSON.stringify(upstreamHeaders())).not.toContain(KEY);
+    expect(upstreamBodies().join('\n')).not.toContain(KEY);
+    expect(upstreamHeaders().length).toBeGreaterThan(0);
   });
 });
 

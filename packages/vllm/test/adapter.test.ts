@@ -1,8 +1,9 @@
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startCaptureUpstream } from '../../../test/helpers/capture-upstream.js';
 import { model, spawnSim, sseEvents, startGateway, until, type SimProcess, type TestGateway } from './helpers.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -235,30 +236,10 @@ describe('streams', () => {
 
 describe('request rewriting', () => {
   it('never forwards the caller key or OpenAI headers; X-Request-Id is the gateway request id; output budget filled', async () => {
-    const seen: Array<{ headers: IncomingHttpHeaders; body: Record<string, unknown> }> = [];
-    const capture = createServer((req, res) => {
-      let raw = '';
-      req.on('data', (d: Buffer) => (raw += d.toString()));
-      req.on('end', () => {
-        seen.push({ headers: req.headers, body: JSON.parse(raw) as Record<string, unknown> });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(
-          JSON.stringify({
-            id: 'chatcmpl-x',
-            object: 'chat.completion',
-            created: 1,
-            model,
-            choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }],
-            usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 },
-          }),
-        );
-      });
-    });
-    capture.listen(0, '127.0.0.1');
-    await once(capture, 'listening');
-    cleanup.push(() => void capture.close());
+    const capture = await startCaptureUpstream();
+    cleanup.push(() => capture.close());
     const gw = await gateway({
-      replicas: [`http://127.0.0.1:${(capture.address() as AddressInfo).port}`],
+      replicas: [capture.url],
       health: false,
       apiKey: 'upstream-secret',
     });
@@ -273,7 +254,8 @@ describe('request rewriting', () => {
       },
     );
     expect(res.status).toBe(200);
-    const { headers, body } = seen[0]!;
+    const { headers } = capture.requests[0]!;
+    const body = JSON.parse(capture.requests[0]!.body) as Record<string, unknown>;
     expect(headers.authorization).toBe('Bearer upstream-secret');
     expect(headers['openai-organization']).toBeUndefined();
     expect(headers['openai-project']).toBeUndefined();
