@@ -1,6 +1,23 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { ChatCompletionRequest, Usage } from './schema.js';
+import type { ErrorBody } from './errors.js';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './schema.js';
 import type { ChatTransform } from './transform.js';
+
+/**
+ * How the terminal handler writes the answer, after the response transforms ran. Absent: Chat
+ * Completions as they are. The Responses stage sets one that turns chat completions and chunks
+ * into Responses objects and events, so every other stage stays a chat stage.
+ */
+export interface OutputFormat {
+  /** Non-streaming: the JSON body for the caller (a promise when something must be stored first). */
+  completion(body: ChatCompletion, ctx: RequestContext): unknown;
+  /** Streaming: the SSE text for one transformed chunk ('' for nothing). */
+  chunk(chunk: ChatCompletionChunk, ctx: RequestContext): string;
+  /** The stream finished: the closing SSE text (Chat Completions: `data: [DONE]`). */
+  end(ctx: RequestContext): string | Promise<string>;
+  /** The stream failed after its first byte: the SSE text that ends it. */
+  error(body: ErrorBody, ctx: RequestContext): string;
+}
 
 /** What auth puts on the context: never the key itself. */
 export interface AuthenticatedKey {
@@ -84,6 +101,8 @@ export interface RequestContext {
   readonly requestTransforms: ChatTransform[];
   /** Response-side transforms, applied in order to every completion, chunk and stream end. */
   readonly responseTransforms: ChatTransform[];
+  /** Set by a stage that answers in another API's shape (the Responses API); absent for Chat Completions. */
+  output?: OutputFormat;
   /** Callbacks run once when the response is finished or the client left; leases and spans end here. */
   readonly cleanups: Array<() => void>;
 }

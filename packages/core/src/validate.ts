@@ -109,7 +109,8 @@ const parseJSON = (raw: Buffer): unknown => {
   }
 };
 
-async function bodyOf(req: IncomingMessage, maxBodyBytes: number | undefined): Promise<{ value: unknown; bytes: number }> {
+/** The request body as JSON (or what a body parser mounted earlier left), with its size in bytes; 400 / 413 as TeraErrors. */
+export async function readJSONBody(req: IncomingMessage, maxBodyBytes: number | undefined): Promise<{ value: unknown; bytes: number }> {
   // An app may have run a body parser (express.json, koa-bodyparser) before us.
   const preParsed = (req as IncomingMessage & { body?: unknown }).body;
   if (preParsed !== undefined) {
@@ -195,7 +196,7 @@ export async function validateChatRequest(
 export function validate(options: ValidateOptions = {}): Middleware {
   return function validateChatCompletion(req: IncomingMessage, res: ServerResponse, next) {
     const ctx = context(req, res);
-    bodyOf(req, options.maxBodyBytes)
+    readJSONBody(req, options.maxBodyBytes)
       .then(({ value, bytes }) => validateChatRequest(value, bytes, ctx, options))
       .then((body) => {
         ctx.body = body;

@@ -11,11 +11,13 @@ import {
   serviceUnavailable,
   sendError,
   validate,
+  DEFAULT_ROUTES,
   type Middleware,
 } from '@tera-gw/core';
 import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
 import { harmony } from '@tera-gw/harmony';
 import { reasoning } from '@tera-gw/reasoning';
+import { responses, type ResponseStore, type ResponsesOptions } from '@tera-gw/responses';
 import { telemetry, type TelemetryOptions } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
@@ -67,21 +69,47 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     telemetryStage = t;
   }
 
-  const chatStages: Array<Middleware | undefined> = [
-    pick('telemetry', telemetryStage),
-    authStage,
-    validate(options.validation ?? {}),
-    pick('scope', options.auth === false ? undefined : scope()),
-    pick('rateLimit', options.rateLimit === false ? undefined : rateLimit((options.rateLimit ?? {}) as RateLimitOptions)),
-    pick('harmony', options.harmony === false ? undefined : harmony()),
-    options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
-    options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
-    upstream,
-  ];
-  const chat = compose(chatStages.filter((s): s is Middleware => s !== undefined));
+  const responsesStage =
+    options.responses === false
+      ? undefined
+      : responses({
+          ...(options.responses as Omit<ResponsesOptions, 'store'> | undefined),
+          ...(options.responses?.store !== undefined ? { store: options.responses.store as ResponseStore | false } : {}),
+          validation: options.validation ?? {},
+        });
+  /** The chat pipeline; the Responses API enters it with its own reading of the request in validate()'s place. */
+  const pipeline = (read: Middleware) =>
+    compose(
+      [
+        pick('telemetry', telemetryStage),
+        authStage,
+        read,
+        pick('scope', options.auth === false ? undefined : scope()),
+        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit((options.rateLimit ?? {}) as RateLimitOptions)),
+        pick('harmony', options.harmony === false ? undefined : harmony()),
+        options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
+        options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
+        upstream,
+      ].filter((s): s is Middleware => s !== undefined),
+    );
+  const chat = pipeline(validate(options.validation ?? {}));
+  const responsesCreate = responsesStage ? pipeline(responsesStage.create) : undefined;
+  const responsesRoutes = responsesStage
+    ? compose([authStage, responsesStage.routes].filter((s): s is Middleware => s !== undefined))
+    : undefined;
   const models = modelsHandler();
-  const fallback = fallbackHandler();
+  const fallback = fallbackHandler(responsesStage ? { ...DEFAULT_ROUTES, '/responses': ['POST'], '/responses/input_tokens': ['POST'] } : DEFAULT_ROUTES);
   const stamp = requestId();
+
+  const admit = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, stages: Middleware) => {
+    if (closing)
+      return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
+    inFlight++;
+    context(req, res).cleanups.push(() => {
+      if (--inFlight === 0) for (const fn of drained.splice(0)) fn();
+    });
+    stages(req, res, () => fallback(req, res, next));
+  };
 
   let closing = false;
   let inFlight = 0;
@@ -89,16 +117,10 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
 
   const handler: Middleware = function teraGateway(req, res, next) {
     stamp(req, res, () => undefined);
-    const path = (req.url ?? '/').split('?', 1)[0];
-    if (path === '/chat/completions' && req.method === 'POST') {
-      if (closing)
-        return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
-      inFlight++;
-      context(req, res).cleanups.push(() => {
-        if (--inFlight === 0) for (const fn of drained.splice(0)) fn();
-      });
-      return chat(req, res, () => fallback(req, res, next));
-    }
+    const path = (req.url ?? '/').split('?', 1)[0]!;
+    if (req.method === 'POST' && path === '/chat/completions') return admit(req, res, next, chat);
+    if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/')) return admit(req, res, next, responsesCreate);
+    if (responsesRoutes && path.startsWith('/responses/')) return responsesRoutes(req, res, () => fallback(req, res, next));
     models(req, res, () => fallback(req, res, next));
   };
 

@@ -135,6 +135,25 @@ export const gatewayOptionsSchema = z.strictObject({
     .optional(),
   /** Called once per finished request with tokens and cost. */
   onUsage: z.custom<(record: unknown) => void>((v) => typeof v === 'function', 'must be a function').optional(),
+  /** The Responses API at `/responses` (on by default): stored responses, sealed reasoning, hosted tools; `false` turns it off. */
+  responses: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        store: z
+          .union([
+            z.literal(false),
+            z.custom<object>(
+              (v) => typeof v === 'object' && v !== null && typeof (v as { put?: unknown }).put === 'function',
+              'must implement the ResponseStore interface (or be false for zero retention)',
+            ),
+          ])
+          .optional(),
+        secrets: z.array(z.string().min(16, 'each secret needs at least 16 characters')).optional(),
+        hostedTools: z.enum(['drop', 'reject']).optional(),
+      }),
+    ])
+    .optional(),
   /** Repair gpt-oss Harmony leaks (on by default; free when nothing leaked). */
   harmony: z.literal(false).optional(),
   /** Replace or leave out a stage: a middleware of your own, or `false`. */

@@ -263,8 +263,9 @@ export function vllm(options: VllmOptions): VllmAdapter {
     }
     ctx.upstream!.responseId = out.id;
     ctx.upstream!.finishReason = out.choices[0]?.finish_reason ?? undefined;
+    const answer: unknown = ctx.output ? await ctx.output.completion(out, ctx) : out;
     ctx.upstream!.firstByteMs = performance.now() - ctx.startTime;
-    sendJSON(res, 200, out);
+    sendJSON(res, 200, answer);
   }
 
   function relayStream(
@@ -276,11 +277,15 @@ export function vllm(options: VllmOptions): VllmAdapter {
     deadline: number,
   ): Promise<void> {
     const transforms = ctx.responseTransforms;
-    const rawPassThrough = !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+    const output = ctx.output;
+    const rawPassThrough = !output && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+    const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
     const outcome = ctx.upstream!;
     return new Promise<void>((resolve, reject) => {
       let started = false;
       let settled = false;
+      // The upstream said [DONE]: what it does with its socket afterwards no longer matters.
+      let upstreamDone = false;
       let pending = '';
       let idle: NodeJS.Timeout | undefined;
       const total = setTimeout(
@@ -294,7 +299,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
         if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
         if (chunk.choices.length === 0 && chunk.usage && !callerWantsUsage) return;
         if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
-        else for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encodeChunk(c);
+        else for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encode(c);
         // The first event goes out at once (time to first token); later ones are written once per upstream read.
         if (!started) flush();
       };
@@ -349,7 +354,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
         outcome.error = { type: error.type, message: error.message };
         events.emit('midStreamFailure', ctx, replica.id, fault.message);
         recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
-        res.end(encodeErrorEvent(error.toJSON()));
+        res.end(output ? output.error(error.toJSON(), ctx) : encodeErrorEvent(error.toJSON()));
         resolve();
       };
 
@@ -372,15 +377,24 @@ export function vllm(options: VllmOptions): VllmAdapter {
           }
         },
         onDone: () => {
+          upstreamDone = true;
+          let tail: string | Promise<string>;
           try {
-            for (const c of applyEndTransforms(transforms, ctx)) pending += encodeChunk(c);
+            for (const c of applyEndTransforms(transforms, ctx)) pending += encode(c);
+            tail = output ? output.end(ctx) : SSE_DONE;
           } catch (err) {
             return transformFailed(err);
           }
-          pending += SSE_DONE;
-          flush();
-          res.end();
-          finish();
+          const close = (text: string) => {
+            pending += text;
+            flush();
+            res.end();
+            finish();
+          };
+          if (typeof tail === 'string') return close(tail);
+          // The output format stores something first (a stored response): the stream waits, the upstream is done.
+          clearTimeout(idle);
+          tail.then(close, transformFailed);
         },
         onUpstreamError: (body) => fail(new UpstreamFault('status', 'the replica sent an error event'), toPublicUpstreamError(500, body)),
         onMalformed: (reason) => fail(new UpstreamFault('malformed', reason)),
@@ -397,7 +411,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
         flush();
       });
       response.once('end', () => {
-        if (settled) return;
+        if (settled || upstreamDone) return;
         decoder.end();
         fail(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
       });
@@ -408,9 +422,11 @@ export function vllm(options: VllmOptions): VllmAdapter {
           clearTimeout(total);
           return reject(new ClientGone());
         }
-        fail(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
+        if (!upstreamDone) fail(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
       });
-      response.once('aborted', () => fail(new UpstreamFault('reset', 'the stream broke off')));
+      response.once('aborted', () => {
+        if (!upstreamDone) fail(new UpstreamFault('reset', 'the stream broke off'));
+      });
       ctx.signal.addEventListener(
         'abort',
         () => {

@@ -1,0 +1,365 @@
+import { randomBytes } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import {
+  GPT_OSS_20B,
+  TeraError,
+  context,
+  countPromptTokens,
+  invalidRequest,
+  modelNotFound,
+  permissionError,
+  readJSONBody,
+  recordEvent,
+  sendJSON,
+  validateChatRequest,
+  type ChatCompletionRequest,
+  type Middleware,
+  type OutputFormat,
+  type RequestContext,
+  type ValidateOptions,
+} from '@tera-gw/core';
+import { newId } from './ids.js';
+import { completionToResponse, ResponsesStreamEncoder, type ResponseSettings } from './output.js';
+import {
+  itemsToMessages,
+  normalizeItem,
+  outputAsInput,
+  parseResponsesRequest,
+  responsesRequestSchema,
+  toResponsesParam,
+  translateToolChoice,
+  translateTools,
+  type ResponsesRequest,
+} from './request.js';
+import { createSealer, type Sealer } from './seal.js';
+import { MemoryResponseStore, type ResponseStore, type StoredResponse } from './store.js';
+import type { ResponseObject, StoredInputItem } from './types.js';
+
+export interface ResponsesOptions {
+  /**
+   * Where `store: true` responses live (memory by default; `RedisResponseStore` for several hosts).
+   * `false` promises zero retention: nothing is stored whatever the caller asks, and
+   * `previous_response_id` is refused with a 400 that says to send the output items back instead.
+   * @defaultValue a `MemoryResponseStore`
+   */
+  store?: ResponseStore | false;
+  /**
+   * Secrets that seal reasoning for `include: ['reasoning.encrypted_content']`: the first seals,
+   * all open (rotation). Give every gateway host the same list. Unset: a random secret per
+   * process, so sealed items open only on the process that made them.
+   */
+  secrets?: readonly string[];
+  /**
+   * OpenAI's hosted tools (`web_search`, `file_search`, `code_interpreter`, `mcp`...): `drop`
+   * leaves them out with a span event (the Codex CLI always sends `web_search`); `reject` answers 400 naming the tool.
+   * @defaultValue `'drop'`
+   */
+  hostedTools?: 'drop' | 'reject';
+  /** Body limit, context length and the model served, as for chat. */
+  validation?: Pick<ValidateOptions, 'maxBodyBytes' | 'contextLength' | 'model'>;
+}
+
+export interface ResponsesStage {
+  /**
+   * `POST /responses`: reads and checks the request, translates it onto the context as a chat
+   * request and sets the Responses output format. Goes where `validate()` goes in the chat
+   * pipeline; every other stage runs as for chat.
+   */
+  readonly create: Middleware;
+  /** `GET|DELETE /responses/{id}`, `GET /responses/{id}/input_items`, `POST /responses/input_tokens`; after auth. */
+  readonly routes: Middleware;
+  readonly store: ResponseStore | undefined;
+}
+
+interface Prepared {
+  chat: Record<string, unknown>;
+  settings: ResponseSettings;
+  /** The conversation the model sees, as stored items: the previous chain's, then this request's. */
+  input: StoredInputItem[];
+  /** Bytes the stored history adds to the request body (an upper bound on its tokens). */
+  historyBytes: number;
+  droppedTools: string[];
+}
+
+const notFound = (id: string) =>
+  new TeraError(404, 'invalid_request_error', `No response with id '${id}' was found.`, { code: 'response_not_found', param: 'response_id' });
+
+function pathOf(req: IncomingMessage): string {
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
+function keyIdOf(ctx: RequestContext): string {
+  return ctx.key?.id ?? 'anonymous';
+}
+
+export function responses(options: ResponsesOptions = {}): ResponsesStage {
+  const store = options.store === false ? undefined : (options.store ?? new MemoryResponseStore());
+  const sealer: Sealer = createSealer(options.secrets?.length ? options.secrets : [randomBytes(32).toString('base64')]);
+  const hostedTools = options.hostedTools ?? 'drop';
+  const served = options.validation?.model ?? GPT_OSS_20B;
+
+  async function record(id: string, keyId: string): Promise<StoredResponse> {
+    const found = store ? await store.get(id) : undefined;
+    // Another key's response is not found, never forbidden: its existence is not told.
+    if (!found || found.keyId !== keyId) throw notFound(id);
+    return found;
+  }
+
+  async function resolveReference(id: string, keyId: string, where: string): Promise<StoredInputItem> {
+    const owner = store ? await store.responseOfItem(id) : undefined;
+    const found = owner ? await store!.get(owner) : undefined;
+    const item =
+      found && found.keyId === keyId
+        ? (found.input.find((i) => i.id === id) ?? (found.response.output.find((i) => i.id === id) as StoredInputItem | undefined))
+        : undefined;
+    if (!item)
+      throw invalidRequest(
+        store ? `No stored item with id '${id}' was found.` : 'Item references need stored responses, which this gateway does not keep.',
+        `${where}.id`,
+        'item_not_found',
+      );
+    return item;
+  }
+
+  async function prepare(body: ResponsesRequest, keyId: string): Promise<Prepared> {
+    let history: StoredInputItem[] = [];
+    if (body.previous_response_id) {
+      if (!store)
+        throw invalidRequest(
+          'This gateway keeps no responses (zero retention), so `previous_response_id` cannot be used. Send the earlier output items back in `input` instead, with `include: ["reasoning.encrypted_content"]` to carry the reasoning.',
+          'previous_response_id',
+          'stored_responses_disabled',
+        );
+      const previous = await (store.get(body.previous_response_id) as Promise<StoredResponse | undefined>);
+      if (!previous || previous.keyId !== keyId)
+        throw invalidRequest(
+          `Previous response with id '${body.previous_response_id}' not found.`,
+          'previous_response_id',
+          'previous_response_not_found',
+        );
+      history = [...previous.input, ...outputAsInput(previous.response.output)];
+    }
+    const raw = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? []);
+    const open = (sealed: string) => sealer.open(sealed, keyId);
+    const own: StoredInputItem[] = [];
+    for (let i = 0; i < raw.length; i++) {
+      const where = typeof body.input === 'string' ? 'input' : `input[${i}]`;
+      const item = normalizeItem(raw[i], where, open);
+      own.push(item.type === 'item_reference' ? await resolveReference(item.id, keyId, where) : item);
+    }
+
+    const tools = translateTools(body.tools ?? [], hostedTools);
+    const choice = translateToolChoice(body.tool_choice, tools);
+    const chatTools = choice.restrictTo ? tools.tools.filter((t) => choice.restrictTo!.has(t.function.name)) : tools.tools;
+    const input = [...history, ...own];
+    const messages: Array<Record<string, unknown>> = [];
+    if (body.instructions) messages.push({ role: 'system', content: body.instructions });
+    messages.push(...itemsToMessages(input, tools.names));
+    if (!messages.length) throw invalidRequest('`input` must contain at least one item.', 'input');
+
+    const chat: Record<string, unknown> = { model: body.model, messages, stream: body.stream === true };
+    if (chatTools.length) chat.tools = chatTools;
+    if (choice.tool_choice !== undefined && (chatTools.length || choice.tool_choice === 'none' || choice.tool_choice === 'auto'))
+      chat.tool_choice = choice.tool_choice;
+    if (body.parallel_tool_calls != null && chatTools.length) chat.parallel_tool_calls = body.parallel_tool_calls;
+    const effort = body.reasoning?.effort;
+    if (effort) chat.reasoning_effort = effort === 'minimal' || effort === 'none' ? 'low' : effort === 'xhigh' ? 'high' : effort;
+    const format = body.text?.format;
+    if (format?.type === 'json_schema') {
+      const schema: Record<string, unknown> = { name: format.name, schema: format.schema };
+      if (format.description != null) schema.description = format.description;
+      if (format.strict != null) schema.strict = format.strict;
+      chat.response_format = { type: 'json_schema', json_schema: schema };
+    } else if (format) chat.response_format = { type: format.type };
+    if (body.max_output_tokens != null) chat.max_completion_tokens = body.max_output_tokens;
+    if (body.temperature != null) chat.temperature = body.temperature;
+    if (body.top_p != null) chat.top_p = body.top_p;
+    const logprobs = body.include?.includes('message.output_text.logprobs') === true;
+    if (logprobs) {
+      chat.logprobs = true;
+      if (body.top_logprobs) chat.top_logprobs = body.top_logprobs;
+    }
+    if (body.prompt_cache_key !== undefined) chat.prompt_cache_key = body.prompt_cache_key;
+    if (body.user !== undefined) chat.user = body.user;
+    if (body.safety_identifier !== undefined) chat.safety_identifier = body.safety_identifier;
+
+    const storing = store !== undefined && body.store !== false;
+    const base: ResponseObject = {
+      id: newId('resp'),
+      object: 'response',
+      created_at: Math.floor(Date.now() / 1000),
+      status: 'in_progress',
+      error: null,
+      incomplete_details: null,
+      instructions: body.instructions ?? null,
+      max_output_tokens: body.max_output_tokens ?? null,
+      model: body.model,
+      output: [],
+      parallel_tool_calls: body.parallel_tool_calls ?? true,
+      previous_response_id: body.previous_response_id ?? null,
+      reasoning: { effort: body.reasoning?.effort ?? null, summary: body.reasoning?.summary ?? null },
+      store: storing,
+      temperature: body.temperature ?? 1,
+      text: { format: format ?? { type: 'text' } },
+      tool_choice: body.tool_choice ?? 'auto',
+      tools: body.tools ?? [],
+      top_p: body.top_p ?? 1,
+      truncation: 'disabled',
+      usage: null,
+      user: body.user ?? null,
+      metadata: body.metadata ?? {},
+      prompt_cache_key: body.prompt_cache_key ?? null,
+      safety_identifier: body.safety_identifier ?? null,
+      background: false,
+      service_tier: body.service_tier ?? 'default',
+    };
+    const settings: ResponseSettings = {
+      base,
+      names: tools.names,
+      logprobs,
+      ...(body.include?.includes('reasoning.encrypted_content') ? { seal: (text: string) => sealer.seal(text, keyId) } : {}),
+    };
+    const historyBytes = history.length ? Buffer.byteLength(JSON.stringify(history)) : 0;
+    return { chat, settings, input, historyBytes, droppedTools: tools.dropped };
+  }
+
+  /** Chat validation (context length, sampling ranges) on the translated request, its params named in Responses terms. */
+  async function validateTranslated(prepared: Prepared, bytes: number, ctx: RequestContext): Promise<ChatCompletionRequest> {
+    try {
+      return await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, { ...options.validation, unknownFields: 'reject' });
+    } catch (err) {
+      if (!(err instanceof TeraError) || err.status !== 400) throw err;
+      throw new TeraError(err.status, err.type, err.message, { code: err.code, param: toResponsesParam(err), headers: err.headers });
+    }
+  }
+
+  function outputFormat(prepared: Prepared, keyId: string, ctx: RequestContext): OutputFormat {
+    const save = async (response: ResponseObject) => {
+      if (!response.store || !store) return;
+      try {
+        await store.put({ keyId, response, input: prepared.input });
+      } catch (err) {
+        // The caller still gets the answer; only a later `previous_response_id` on it will fail.
+        recordEvent(ctx, 'tera.responses.store_failed', { 'error.type': err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
+      }
+    };
+    let encoder: ResponsesStreamEncoder | undefined;
+    const stream = () => (encoder ??= new ResponsesStreamEncoder(prepared.settings));
+    return {
+      async completion(completion) {
+        const response = await completionToResponse(completion, prepared.settings);
+        await save(response);
+        return response;
+      },
+      chunk: (chunk) => stream().chunk(chunk),
+      async end(endCtx) {
+        const { text, response } = await stream().end(endCtx.usage);
+        await save(response);
+        return text;
+      },
+      error: (body) => stream().error(body),
+    };
+  }
+
+  const create: Middleware = function responsesCreate(req, res, next) {
+    const ctx = context(req, res);
+    readJSONBody(req, options.validation?.maxBodyBytes)
+      .then(async ({ value, bytes }) => {
+        const body = parseResponsesRequest(value);
+        if (body.model !== served) throw modelNotFound(body.model);
+        const keyId = keyIdOf(ctx);
+        const prepared = await prepare(body, keyId);
+        for (const tool of prepared.droppedTools) recordEvent(ctx, 'tera.responses.hosted_tool_dropped', { 'tera.tool.type': tool });
+        ctx.body = await validateTranslated(prepared, bytes, ctx);
+        ctx.output = outputFormat(prepared, keyId, ctx);
+        next();
+      })
+      .catch(next);
+  };
+
+  async function inputTokens(req: IncomingMessage, ctx: RequestContext): Promise<unknown> {
+    const { value, bytes } = await readJSONBody(req, options.validation?.maxBodyBytes);
+    const withModel = typeof value === 'object' && value !== null && !Array.isArray(value) ? { model: served, ...value } : value;
+    const body = parseResponsesRequest(withModel);
+    if (body.model !== served) throw modelNotFound(body.model);
+    const models = ctx.key?.models;
+    if (models && models !== '*' && !models.includes(body.model))
+      throw permissionError(`This API key is not allowed to use the model '${body.model}'.`);
+    const prepared = await prepare(body, keyIdOf(ctx));
+    const chat = await validateTranslated(prepared, bytes, ctx);
+    return { object: 'response.input_tokens', input_tokens: ctx.promptTokens ?? (await countPromptTokens(chat)) };
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<boolean> {
+    const path = pathOf(req);
+    const method = req.method ?? 'GET';
+    if (path === '/responses/input_tokens') {
+      if (method !== 'POST') return false;
+      sendJSON(res, 200, await inputTokens(req, ctx));
+      return true;
+    }
+    const match = /^\/responses\/([^/]+)(\/input_items|\/cancel)?\/?$/.exec(path);
+    if (!match) return false;
+    let id: string;
+    try {
+      id = decodeURIComponent(match[1]!);
+    } catch {
+      throw notFound(match[1]!);
+    }
+    const keyId = keyIdOf(ctx);
+    const sub = match[2];
+    if (sub === '/cancel') {
+      if (method !== 'POST') return false;
+      await record(id, keyId);
+      throw invalidRequest('Only background responses can be cancelled, and this gateway runs none.', null, 'not_cancellable');
+    }
+    if (sub === '/input_items') {
+      if (method !== 'GET') return false;
+      sendJSON(res, 200, listItems((await record(id, keyId)).input, new URL(req.url ?? '/', 'http://x').searchParams));
+      return true;
+    }
+    if (method === 'GET') {
+      sendJSON(res, 200, (await record(id, keyId)).response);
+      return true;
+    }
+    if (method === 'DELETE') {
+      await record(id, keyId);
+      await store!.delete(id);
+      sendJSON(res, 200, { id, object: 'response.deleted', deleted: true });
+      return true;
+    }
+    return false;
+  }
+
+  const routes: Middleware = function responsesRoutes(req, res, next) {
+    const ctx = context(req, res);
+    route(req, res, ctx).then((handled) => {
+      if (!handled) next();
+    }, next);
+  };
+
+  return { create, routes, store };
+}
+
+/** OpenAI's cursor pagination: `limit` (1-100, 20), `order` (`desc` by default), `after` an item id. */
+function listItems(items: readonly StoredInputItem[], query: URLSearchParams): unknown {
+  const limitText = query.get('limit');
+  const limit = limitText === null ? 20 : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 100)
+    throw invalidRequest("Invalid 'limit': must be an integer from 1 to 100.", 'limit', 'invalid_value');
+  const order = query.get('order') ?? 'desc';
+  if (order !== 'asc' && order !== 'desc') throw invalidRequest("Invalid 'order': must be 'asc' or 'desc'.", 'order', 'invalid_value');
+  let ordered = order === 'asc' ? [...items] : [...items].reverse();
+  const after = query.get('after');
+  if (after) {
+    const at = ordered.findIndex((i) => i.id === after);
+    if (at === -1) throw invalidRequest(`No item with id '${after}' in this response's input.`, 'after', 'invalid_value');
+    ordered = ordered.slice(at + 1);
+  }
+  const data = ordered.slice(0, limit);
+  return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: ordered.length > limit };
+}
+
+export { responsesRequestSchema };
