@@ -60,7 +60,15 @@ export {
   type NextFunction,
   type ReadBodyOptions,
 } from './http.js';
-export { validate, validateChatRequest, readJSONBody, issueToError, formatParam, contextLengthExceeded, type ValidateOptions } from './validate.js';
+export {
+  validate,
+  validateChatRequest,
+  readJSONBody,
+  issueToError,
+  formatParam,
+  contextLengthExceeded,
+  type ValidateOptions,
+} from './validate.js';
 export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText } from './tokens.js';
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';

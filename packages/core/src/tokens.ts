@@ -44,6 +44,8 @@ export function messageText(message: ChatMessage): string {
   const content = message.content;
   let text = typeof content === 'string' ? content : '';
   if (Array.isArray(content)) for (const part of content) text += (part as { text?: string }).text ?? '';
+  // vLLM renders reasoning sent back on an assistant turn as a Harmony analysis message (parse_chat_input_to_harmony_message).
+  if (message.role === 'assistant') text += message.reasoning ?? message.reasoning_content ?? '';
   if (message.role === 'assistant' && message.tool_calls) {
     for (const call of message.tool_calls) text += ` to=functions.${call.function.name} ${call.function.arguments}`;
   }

@@ -98,12 +98,13 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     ? compose([authStage, responsesStage.routes].filter((s): s is Middleware => s !== undefined))
     : undefined;
   const models = modelsHandler();
-  const fallback = fallbackHandler(responsesStage ? { ...DEFAULT_ROUTES, '/responses': ['POST'], '/responses/input_tokens': ['POST'] } : DEFAULT_ROUTES);
+  const fallback = fallbackHandler(
+    responsesStage ? { ...DEFAULT_ROUTES, '/responses': ['POST'], '/responses/input_tokens': ['POST'] } : DEFAULT_ROUTES,
+  );
   const stamp = requestId();
 
   const admit = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, stages: Middleware) => {
-    if (closing)
-      return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
+    if (closing) return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
     inFlight++;
     context(req, res).cleanups.push(() => {
       if (--inFlight === 0) for (const fn of drained.splice(0)) fn();
@@ -119,7 +120,8 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     stamp(req, res, () => undefined);
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (req.method === 'POST' && path === '/chat/completions') return admit(req, res, next, chat);
-    if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/')) return admit(req, res, next, responsesCreate);
+    if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/'))
+      return admit(req, res, next, responsesCreate);
     if (responsesRoutes && path.startsWith('/responses/')) return responsesRoutes(req, res, () => fallback(req, res, next));
     models(req, res, () => fallback(req, res, next));
   };

@@ -15,8 +15,6 @@ export interface ResponseSettings {
   readonly logprobs: boolean;
 }
 
-type Logprobs = { content?: unknown[] | null } | null | undefined;
-
 function functionCall(settings: ResponseSettings, callId: string, chatName: string, args: string, status: FunctionCallItem['status']) {
   const declared = settings.names.get(chatName);
   const item: FunctionCallItem = {
@@ -31,8 +29,9 @@ function functionCall(settings: ResponseSettings, callId: string, chatName: stri
   return item;
 }
 
-function reasoningItem(text: string, status: ReasoningItem['status']): ReasoningItem {
-  return { type: 'reasoning', id: newId('rs'), summary: [], content: [{ type: 'reasoning_text', text }], status };
+/** A stream's reasoning item starts with no content: `content_part.added` adds its part, as the SDK's accumulator expects. */
+function reasoningItem(text: string | undefined, status: ReasoningItem['status']): ReasoningItem {
+  return { type: 'reasoning', id: newId('rs'), summary: [], content: text === undefined ? [] : [{ type: 'reasoning_text', text }], status };
 }
 
 /** Reasoning tokens as the upstream reported them, else counted from the reasoning text (vLLM does not report them). */
@@ -79,8 +78,14 @@ export async function completionToResponse(completion: ChatCompletion, settings:
   }
   if (message?.content) {
     const text: MessageItem['content'][number] = { type: 'output_text', text: message.content, annotations: [] };
-    if (settings.logprobs) text.logprobs = (choice?.logprobs as Logprobs)?.content ?? [];
-    response.output.push({ type: 'message', id: newId('msg'), role: 'assistant', status: incomplete ? 'incomplete' : 'completed', content: [text] });
+    if (settings.logprobs) text.logprobs = choice?.logprobs?.content ?? [];
+    response.output.push({
+      type: 'message',
+      id: newId('msg'),
+      role: 'assistant',
+      status: incomplete ? 'incomplete' : 'completed',
+      content: [text],
+    });
   }
   for (const call of message?.tool_calls ?? []) {
     response.output.push(functionCall(settings, call.id, call.function.name, call.function.arguments, 'completed'));
@@ -128,13 +133,15 @@ export class ResponsesStreamEncoder {
   }
 
   #snapshot(): ResponseObject {
-    return { ...this.#response, output: this.#response.output.map((item) => ({ ...item })) as OutputItem[] };
+    return { ...this.#response, output: this.#response.output.map((item) => ({ ...item })) };
   }
 
   #start(): string {
     this.#started = true;
     const snapshot = this.#snapshot();
-    return this.#event({ type: 'response.created', response: snapshot }) + this.#event({ type: 'response.in_progress', response: snapshot });
+    return (
+      this.#event({ type: 'response.created', response: snapshot }) + this.#event({ type: 'response.in_progress', response: snapshot })
+    );
   }
 
   #open(item: OutputItem): { open: OpenItem; text: string } {
@@ -200,12 +207,18 @@ export class ResponsesStreamEncoder {
     if (reasoning) {
       if (this.#current?.item.type !== 'reasoning') {
         out += this.#close('completed');
-        out += this.#open(reasoningItem('', 'in_progress')).text;
+        out += this.#open(reasoningItem(undefined, 'in_progress')).text;
       }
       const open = this.#current!;
       open.text += reasoning;
       this.#reasoning += reasoning;
-      out += this.#event({ type: 'response.reasoning_text.delta', item_id: open.item.id, output_index: open.index, content_index: 0, delta: reasoning });
+      out += this.#event({
+        type: 'response.reasoning_text.delta',
+        item_id: open.item.id,
+        output_index: open.index,
+        content_index: 0,
+        delta: reasoning,
+      });
     }
     if (delta.content) {
       if (this.#current?.item.type !== 'message') {
@@ -215,7 +228,7 @@ export class ResponsesStreamEncoder {
       }
       const open = this.#current!;
       open.text += delta.content;
-      const logprobs = this.#settings.logprobs ? ((choice.logprobs as Logprobs)?.content ?? []) : [];
+      const logprobs = this.#settings.logprobs ? (choice.logprobs?.content ?? []) : [];
       if (this.#settings.logprobs && logprobs.length) {
         const message = open.item as MessageItem;
         const kept = (message.content[0] ??= { type: 'output_text', text: '', annotations: [], logprobs: [] });
@@ -234,7 +247,13 @@ export class ResponsesStreamEncoder {
       let open = this.#calls.get(call.index);
       if (!open) {
         out += this.#close('completed');
-        const item = functionCall(this.#settings, call.id ?? `call_${newId('fc').slice(3, 27)}`, call.function?.name ?? '', '', 'in_progress');
+        const item = functionCall(
+          this.#settings,
+          call.id ?? `call_${newId('fc').slice(3, 27)}`,
+          call.function?.name ?? '',
+          '',
+          'in_progress',
+        );
         const opened = this.#open(item);
         open = opened.open;
         this.#calls.set(call.index, open);
@@ -243,7 +262,12 @@ export class ResponsesStreamEncoder {
       const fragment = call.function?.arguments;
       if (fragment) {
         open.text += fragment;
-        out += this.#event({ type: 'response.function_call_arguments.delta', item_id: open.item.id, output_index: open.index, delta: fragment });
+        out += this.#event({
+          type: 'response.function_call_arguments.delta',
+          item_id: open.item.id,
+          output_index: open.index,
+          delta: fragment,
+        });
       }
     }
     if (choice.finish_reason) this.#finishReason = choice.finish_reason;

@@ -222,7 +222,7 @@ export function normalizeItem(raw: unknown, where: string, openSealed: (sealed: 
       throw invalidRequest(`Missing required parameter: '${where}.type'.`, `${where}.type`);
     default:
       throw invalidRequest(
-        `Input items of type '${String(type)}' are not supported by this gateway (supported: message, function_call, function_call_output, reasoning, item_reference).`,
+        `Input items of type '${typeof type === 'string' ? type : JSON.stringify(type)}' are not supported by this gateway (supported: message, function_call, function_call_output, reasoning, item_reference).`,
         `${where}.type`,
         'unsupported_input_item',
       );
@@ -231,7 +231,7 @@ export function normalizeItem(raw: unknown, where: string, openSealed: (sealed: 
 
 /** An earlier response's output as input items, to continue its conversation. */
 export function outputAsInput(output: readonly OutputItem[]): StoredInputItem[] {
-  return output.map((item) => ({ ...item }) as unknown as StoredInputItem);
+  return output.map((item) => ({ ...item }));
 }
 
 // ---- tools -------------------------------------------------------------------------------
@@ -256,7 +256,8 @@ function functionTool(raw: Obj, where: string, chatName: string): ToolTranslatio
   const fn: ToolTranslation['tools'][number]['function'] = { name: chatName };
   if (typeof raw.description === 'string') fn.description = raw.description;
   if (raw.parameters != null) {
-    if (!isObject(raw.parameters)) throw invalidRequest(`Invalid type for '${where}.parameters': expected an object.`, `${where}.parameters`);
+    if (!isObject(raw.parameters))
+      throw invalidRequest(`Invalid type for '${where}.parameters': expected an object.`, `${where}.parameters`);
     fn.parameters = raw.parameters;
   }
   if (typeof raw.strict === 'boolean') fn.strict = raw.strict;
@@ -319,10 +320,7 @@ export function chatToolName(names: ReadonlyMap<string, ToolName>, name: string,
   return flatToolName(namespace, name);
 }
 
-export function translateToolChoice(
-  choice: unknown,
-  tools: ToolTranslation,
-): { tool_choice?: unknown; restrictTo?: Set<string> } {
+export function translateToolChoice(choice: unknown, tools: ToolTranslation): { tool_choice?: unknown; restrictTo?: Set<string> } {
   if (choice === undefined || choice === null) return {};
   if (choice === 'none' || choice === 'auto' || choice === 'required') return { tool_choice: choice };
   if (isObject(choice)) {
@@ -412,7 +410,7 @@ export function itemsToMessages(items: readonly StoredInputItem[], names: Readon
         break;
       }
       case 'function_call_output':
-        messages.push({ role: 'tool', tool_call_id: item.call_id as string, content: item.output as string });
+        messages.push({ role: 'tool', tool_call_id: item.call_id, content: item.output });
         lastAssistant = undefined;
         break;
     }

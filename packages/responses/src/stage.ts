@@ -82,7 +82,10 @@ interface Prepared {
 }
 
 const notFound = (id: string) =>
-  new TeraError(404, 'invalid_request_error', `No response with id '${id}' was found.`, { code: 'response_not_found', param: 'response_id' });
+  new TeraError(404, 'invalid_request_error', `No response with id '${id}' was found.`, {
+    code: 'response_not_found',
+    param: 'response_id',
+  });
 
 function pathOf(req: IncomingMessage): string {
   const url = req.url ?? '/';
@@ -132,7 +135,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
           'previous_response_id',
           'stored_responses_disabled',
         );
-      const previous = await (store.get(body.previous_response_id) as Promise<StoredResponse | undefined>);
+      const previous = await store.get(body.previous_response_id);
       if (!previous || previous.keyId !== keyId)
         throw invalidRequest(
           `Previous response with id '${body.previous_response_id}' not found.`,
@@ -228,7 +231,10 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
   /** Chat validation (context length, sampling ranges) on the translated request, its params named in Responses terms. */
   async function validateTranslated(prepared: Prepared, bytes: number, ctx: RequestContext): Promise<ChatCompletionRequest> {
     try {
-      return await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, { ...options.validation, unknownFields: 'reject' });
+      return await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, {
+        ...options.validation,
+        unknownFields: 'reject',
+      });
     } catch (err) {
       if (!(err instanceof TeraError) || err.status !== 400) throw err;
       throw new TeraError(err.status, err.type, err.message, { code: err.code, param: toResponsesParam(err), headers: err.headers });

@@ -1,4 +1,4 @@
-import type { OutputItem, ResponseObject, StoredInputItem } from './types.js';
+import type { ResponseObject, StoredInputItem } from './types.js';
 
 /** A stored response: what the caller got, and every input item the model saw (oldest first). */
 export interface StoredResponse {
@@ -40,7 +40,7 @@ const DEFAULT_MAX_RECORD = 8 * 1024 * 1024;
 function itemIds(record: StoredResponse): string[] {
   const ids: string[] = [];
   for (const item of record.input) ids.push(item.id);
-  for (const item of record.response.output as OutputItem[]) ids.push(item.id);
+  for (const item of record.response.output) ids.push(item.id);
   return ids;
 }
 
