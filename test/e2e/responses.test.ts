@@ -390,6 +390,37 @@ describe('Responses API options', () => {
     }
   });
 
+  it('an upstream that breaks off mid-stream: an error event, then response.failed; the SDK throws', async () => {
+    const gw = await mountGateway('express', {
+      replicas: [sims[0]!.url],
+      auth: { keys },
+      upstream: { health: false, forwardHeaders: ['x-sim-fault'] },
+    });
+    try {
+      const res = await fetch(`${gw.url}/v1/responses`, {
+        method: 'POST',
+        headers: { authorization: 'Bearer sk-tera-test-key-1', 'content-type': 'application/json', 'x-sim-fault': 'drop-mid-stream' },
+        body: JSON.stringify({ model, input: 'Tell me a long story', stream: true }),
+      });
+      expect(res.status).toBe(200);
+      const events = (await res.text())
+        .split('\n')
+        .filter((l) => l.startsWith('data: '))
+        .map((l) => JSON.parse(l.slice(6)) as { type: string; sequence_number: number; code?: string; response?: { status: string } });
+      expect(events[0]!.type).toBe('response.created');
+      expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+      expect(events.at(-2)).toMatchObject({ type: 'error', code: 'upstream_stream_error' });
+      expect(events.at(-1)).toMatchObject({ type: 'response.failed', response: { status: 'failed' } });
+
+      const stream = gw
+        .client()
+        .responses.stream({ model, input: 'Tell me a long story' }, { headers: { 'x-sim-fault': 'drop-mid-stream' } });
+      await expect(stream.finalResponse()).rejects.toThrow(/stream failed/);
+    } finally {
+      await gw.close();
+    }
+  });
+
   it('responses: false leaves /responses unserved (404 in the error shape)', async () => {
     const gw = await mountGateway('express', { replicas: [sims[0]!.url], auth: { keys }, upstream: { health: false }, responses: false });
     try {
