@@ -1,6 +1,7 @@
-import { createContext, transformSSE, type ChatTransform } from '@tera-gw/core';
+import { createContext, loadTokenizer, transformSSE, type ChatTransform, type RequestContext } from '@tera-gw/core';
 import { harmonyTransform } from '@tera-gw/harmony';
 import { reasoningTransform } from '@tera-gw/reasoning';
+import { ResponsesStreamEncoder, type ResponseObject } from '@tera-gw/responses';
 import { toolCallsTransform } from '@tera-gw/tool-calls';
 import { streamBody } from './fixtures.js';
 import { median } from './harness.js';
@@ -15,24 +16,42 @@ const bytes = new TextEncoder().encode(streamBody(1000));
 const chunks: Uint8Array[] = [];
 for (let at = 0; at < bytes.length; at += 16 * 1024) chunks.push(bytes.subarray(at, at + 16 * 1024));
 
-const variants: Array<[string, () => ChatTransform[]]> = [
+/** The Responses API's output: every transformed chunk becomes Responses events (what `/v1/responses` streams). */
+function responsesOutput(ctx: RequestContext): void {
+  const encoder = new ResponsesStreamEncoder({
+    base: { id: 'resp_bench', object: 'response', status: 'in_progress', output: [] } as unknown as ResponseObject,
+    names: new Map(),
+    logprobs: false,
+  });
+  ctx.output = {
+    completion: () => undefined,
+    chunk: (c) => encoder.chunk(c),
+    end: async (c) => (await encoder.end(c.usage)).text,
+    error: (body) => encoder.error(body),
+  };
+}
+
+const variants: Array<[string, () => ChatTransform[], ((ctx: RequestContext) => void)?]> = [
   ['parse + serialize only', () => []],
   ['harmony', () => [harmonyTransform(request)]],
   ['reasoning', () => [reasoningTransform()]],
   ['tool-calls', () => [toolCallsTransform(request)]],
   ['all three (the gateway)', () => [harmonyTransform(request), reasoningTransform(), toolCallsTransform(request)]],
+  ['all three + Responses events', () => [harmonyTransform(request), reasoningTransform(), toolCallsTransform(request)], responsesOutput],
 ];
 
-async function once(make: () => ChatTransform[]): Promise<{ us: number; firstUs: number }> {
+async function once(make: () => ChatTransform[], setUp?: (ctx: RequestContext) => void): Promise<{ us: number; firstUs: number }> {
   const source = new ReadableStream<Uint8Array>({
     start(c) {
       for (const chunk of chunks) c.enqueue(chunk);
       c.close();
     },
   });
+  const ctx = createContext();
+  setUp?.(ctx);
   const start = process.hrtime.bigint();
   let first = 0n;
-  const reader = transformSSE(source, make(), createContext()).getReader();
+  const reader = transformSSE(source, make(), ctx).getReader();
   for (;;) {
     const r = await reader.read();
     if (r.done) break;
@@ -44,13 +63,14 @@ async function once(make: () => ChatTransform[]): Promise<{ us: number; firstUs:
 const rounds = 7;
 const perEvent: Record<string, number[]> = {};
 const firstEvent: Record<string, number[]> = {};
-for (const [, make] of variants) for (let i = 0; i < 30; i++) await once(make);
+await loadTokenizer();
+for (const [, make, setUp] of variants) for (let i = 0; i < 30; i++) await once(make, setUp);
 for (let r = 0; r < rounds; r++) {
-  for (const [name, make] of variants) {
+  for (const [name, make, setUp] of variants) {
     const runs = 20;
     let total = 0;
     for (let i = 0; i < runs; i++) {
-      const { us, firstUs } = await once(make);
+      const { us, firstUs } = await once(make, setUp);
       total += us;
       (firstEvent[name] ??= []).push(firstUs);
     }

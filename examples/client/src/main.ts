@@ -83,3 +83,29 @@ const structured = await client.chat.completions.create({
   },
 });
 console.log(JSON.stringify(JSON.parse(structured.choices[0]!.message.content!), null, 2));
+
+heading('5. The Responses API: a streamed tool-calling turn, continued with previous_response_id');
+const weatherTool = {
+  type: 'function' as const,
+  name: 'get_weather',
+  description: 'Get the current weather for a city',
+  strict: true,
+  parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'], additionalProperties: false },
+};
+const turn = client.responses.stream({ model, input: 'What is the weather in Paris?', tools: [weatherTool], reasoning: { effort: 'low' } });
+for await (const event of turn) {
+  if (event.type === 'response.reasoning_text.delta') process.stdout.write(event.delta);
+  if (event.type === 'response.output_item.done' && event.item.type === 'function_call')
+    console.log(`\nthe model calls ${event.item.name}(${event.item.arguments})`);
+}
+const called = await turn.finalResponse();
+const fc = called.output.find((item) => item.type === 'function_call')!;
+const followUp = await client.responses.create({
+  model,
+  previous_response_id: called.id,
+  input: [{ type: 'function_call_output', call_id: fc.call_id, output: JSON.stringify({ temperature_c: 18, sky: 'clear' }) }],
+  tools: [weatherTool],
+});
+console.log(`then answers: ${followUp.output_text}\nusage: ${JSON.stringify(followUp.usage)}`);
+const stored = await client.responses.inputItems.list(followUp.id, { order: 'asc' });
+console.log(`stored input items of ${followUp.id}: ${stored.data.map((item) => item.type).join(', ')}`);

@@ -4,6 +4,8 @@ import { createServer } from 'node:http';
 import express from 'express';
 import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
 import { RedisStore } from '@tera-gw/rate-limit-redis';
+import { RedisResponseStore } from '@tera-gw/responses';
+import { Redis } from 'ioredis';
 import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
 import { setUpTracing } from './otel.js';
 
@@ -12,8 +14,10 @@ import { setUpTracing } from './otel.js';
  *   PORT (8787), HOST (127.0.0.1), UPSTREAM_URLS (comma-separated vLLM base URLs; unset:
  *   two embedded vllm-sim replicas), GATEWAY_KEYS (path to a JSON array of
  *   { key, models, concurrency, tokensPerSecond }; unset: one development key, printed),
- *   REDIS_URL (limiter state in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
- *   ROUTING (cache-aware | least-request).
+ *   REDIS_URL (limiter state and stored responses in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
+ *   ROUTING (cache-aware | least-request), RESPONSES_SECRET (comma-separated secrets that seal
+ *   reasoning for stateless Responses clients; the first seals, all open), RESPONSES_STORE
+ *   (`off` for zero retention).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -51,6 +55,13 @@ if (process.env.GATEWAY_KEYS) {
 }
 
 const store = process.env.REDIS_URL ? new RedisStore({ url: process.env.REDIS_URL }) : undefined;
+const responsesRedis = process.env.REDIS_URL ? new Redis(process.env.REDIS_URL) : undefined;
+const responseSecrets = (process.env.RESPONSES_SECRET ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+if (!responseSecrets.length && process.env.UPSTREAM_URLS)
+  console.warn('RESPONSES_SECRET is unset: sealed reasoning opens only on this process until it restarts');
 
 let gateway: Gateway;
 try {
@@ -58,6 +69,14 @@ try {
     replicas,
     auth: { keys },
     rateLimit: store ? { store } : {},
+    responses: {
+      ...(process.env.RESPONSES_STORE === 'off'
+        ? { store: false as const }
+        : responsesRedis
+          ? { store: new RedisResponseStore({ client: responsesRedis }) }
+          : {}),
+      ...(responseSecrets.length ? { secrets: responseSecrets } : {}),
+    },
     upstream: {
       health: { intervalMs: 5000 },
       ...(process.env.ROUTING ? { routing: process.env.ROUTING as 'cache-aware' | 'least-request' } : {}),
@@ -84,6 +103,9 @@ server.listen(port, host, () => {
   const key = devKey ?? '<one of your GATEWAY_KEYS>';
   if (devKey) console.log(`development API key (this run only): ${devKey}`);
   console.log(
+    `Codex CLI: TERA_API_KEY=${key} codex exec -m openai/gpt-oss-20b -c model_provider=tera -c 'model_providers.tera.name="tera"' -c 'model_providers.tera.base_url="${url}/v1"' -c 'model_providers.tera.env_key="TERA_API_KEY"' -c 'model_providers.tera.wire_api="responses"' "Say hello"`,
+  );
+  console.log(
     `try: curl -s ${url}/v1/chat/completions -H 'Authorization: Bearer ${key}' -H 'Content-Type: application/json' -d '{"model":"openai/gpt-oss-20b","messages":[{"role":"user","content":"What is the weather in Paris?"}]}'`,
   );
 });
@@ -96,6 +118,7 @@ async function shutdown(signal: string) {
   server.close();
   await gateway.close();
   await store?.close();
+  responsesRedis?.disconnect();
   await Promise.all(sims.map((s) => s.close()));
   await stopTracing?.();
   process.exit(0);

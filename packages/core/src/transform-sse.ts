@@ -1,4 +1,5 @@
 import type { RequestContext } from './context.js';
+import type { ErrorBody } from './errors.js';
 import { createContext } from './context.js';
 import { toPublicUpstreamError } from './upstream-errors.js';
 import { SSE_DONE, createUpstreamSSEDecoder, encodeChunk, encodeErrorEvent } from './sse.js';
@@ -23,10 +24,14 @@ export function transformSSE(
       const emit = (text: string) => {
         if (!closed) controller.enqueue(encoder.encode(text));
       };
+      const output = ctx.output;
+      const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
       const emitChunks = (chunks: ChatCompletionChunk[]) => {
-        for (const c of chunks) emit(encodeChunk(c));
+        for (const c of chunks) emit(encode(c));
       };
+      const emitError = (body: ErrorBody) => emit(output ? output.error(body, ctx) : encodeErrorEvent(body));
       let outcome: 'done' | 'error' | undefined;
+      let tail: Promise<string> | undefined;
       const decoder = createUpstreamSSEDecoder({
         onChunk(chunk) {
           if (chunk.usage) ctx.usage = chunk.usage;
@@ -35,19 +40,19 @@ export function transformSSE(
         onDone() {
           outcome = 'done';
           emitChunks(applyEndTransforms(transforms, ctx));
-          emit(SSE_DONE);
+          const closing = output ? output.end(ctx) : SSE_DONE;
+          if (typeof closing === 'string') emit(closing);
+          else tail = closing;
         },
         onUpstreamError(body) {
           outcome = 'error';
-          emit(encodeErrorEvent(toPublicUpstreamError(500, body).toJSON()));
+          emitError(toPublicUpstreamError(500, body).toJSON());
         },
         onMalformed(reason) {
           outcome = 'error';
-          emit(
-            encodeErrorEvent({
-              error: { message: `The upstream stream broke: ${reason}.`, type: 'server_error', code: 'upstream_malformed', param: null },
-            }),
-          );
+          emitError({
+            error: { message: `The upstream stream broke: ${reason}.`, type: 'server_error', code: 'upstream_malformed', param: null },
+          });
         },
       });
       try {
@@ -57,29 +62,34 @@ export function transformSSE(
         }
         if (!outcome) decoder.end();
         if (!outcome) {
-          emit(
-            encodeErrorEvent({
-              error: {
-                message: 'The upstream stream ended before it finished.',
-                type: 'server_error',
-                code: 'upstream_incomplete',
-                param: null,
-              },
-            }),
-          );
+          emitError({
+            error: {
+              message: 'The upstream stream ended before it finished.',
+              type: 'server_error',
+              code: 'upstream_incomplete',
+              param: null,
+            },
+          });
         }
       } catch (err) {
         if (!outcome) {
-          emit(
-            encodeErrorEvent({
-              error: {
-                message: `The upstream stream failed: ${(err as Error).message ?? String(err)}.`,
-                type: 'server_error',
-                code: 'upstream_disconnected',
-                param: null,
-              },
-            }),
-          );
+          emitError({
+            error: {
+              message: `The upstream stream failed: ${(err as Error).message ?? String(err)}.`,
+              type: 'server_error',
+              code: 'upstream_disconnected',
+              param: null,
+            },
+          });
+        }
+      }
+      if (tail) {
+        try {
+          emit(await tail);
+        } catch {
+          emitError({
+            error: { message: 'The gateway failed to finish the response.', type: 'server_error', code: 'output_error', param: null },
+          });
         }
       }
       if (!closed) {

@@ -68,6 +68,12 @@ export interface ResponsesStage {
   readonly create: Middleware;
   /** `GET|DELETE /responses/{id}`, `GET /responses/{id}/input_items`, `POST /responses/input_tokens`; after auth. */
   readonly routes: Middleware;
+  /**
+   * The translation alone, for in-house gateways that make their own upstream call: a parsed
+   * Responses body -> the chat request to send, with `ctx.output` set so that core's
+   * `transformSSE` (or the caller) writes Responses events and objects. `ctx.key` scopes storage.
+   */
+  readonly translate: (body: unknown, ctx: RequestContext, bodyBytes?: number) => Promise<ChatCompletionRequest>;
   readonly store: ResponseStore | undefined;
 }
 
@@ -269,17 +275,22 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     };
   }
 
+  async function translate(value: unknown, ctx: RequestContext, bytes = 0): Promise<ChatCompletionRequest> {
+    const body = parseResponsesRequest(value);
+    if (body.model !== served) throw modelNotFound(body.model);
+    const keyId = keyIdOf(ctx);
+    const prepared = await prepare(body, keyId);
+    for (const tool of prepared.droppedTools) recordEvent(ctx, 'tera.responses.hosted_tool_dropped', { 'tera.tool.type': tool });
+    const chat = await validateTranslated(prepared, bytes, ctx);
+    ctx.output = outputFormat(prepared, keyId, ctx);
+    return chat;
+  }
+
   const create: Middleware = function responsesCreate(req, res, next) {
     const ctx = context(req, res);
     readJSONBody(req, options.validation?.maxBodyBytes)
       .then(async ({ value, bytes }) => {
-        const body = parseResponsesRequest(value);
-        if (body.model !== served) throw modelNotFound(body.model);
-        const keyId = keyIdOf(ctx);
-        const prepared = await prepare(body, keyId);
-        for (const tool of prepared.droppedTools) recordEvent(ctx, 'tera.responses.hosted_tool_dropped', { 'tera.tool.type': tool });
-        ctx.body = await validateTranslated(prepared, bytes, ctx);
-        ctx.output = outputFormat(prepared, keyId, ctx);
+        ctx.body = await translate(value, ctx, bytes);
         next();
       })
       .catch(next);
@@ -346,7 +357,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     }, next);
   };
 
-  return { create, routes, store };
+  return { create, routes, translate, store };
 }
 
 /** OpenAI's cursor pagination: `limit` (1-100, 20), `order` (`desc` by default), `after` an item id. */

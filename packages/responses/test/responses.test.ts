@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { createContext, type ChatCompletionChunk } from '@tera-gw/core';
+import { createContext, transformSSE, type ChatCompletionChunk } from '@tera-gw/core';
 import {
   MemoryResponseStore,
   ResponsesStreamEncoder,
   createSealer,
+  responses,
   itemsToMessages,
   normalizeItem,
   translateTools,
@@ -260,5 +261,48 @@ describe('the memory store', () => {
     const got = (await store.get('a'))!;
     got.response.output.length = 0;
     expect((await store.get('a'))!.response.output).toHaveLength(1);
+  });
+});
+
+describe('in-house use: translate() then core transformSSE', () => {
+  it('turns a chat SSE stream into Responses events and stores the result for the key', async () => {
+    const stage = responses();
+    const ctx = createContext();
+    ctx.key = { id: 'in-house', models: '*' };
+    const chat = await stage.translate({ model: 'openai/gpt-oss-20b', input: 'hi', stream: true, instructions: 'Be brief.' }, ctx);
+    expect(chat.messages).toEqual([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'hi' },
+    ]);
+    const upstream = [
+      chunk({ role: 'assistant', reasoning: 'Think.' }),
+      chunk({ content: 'Hello' }),
+      chunk({}, 'stop'),
+      { ...chunk({}), choices: [], usage: { prompt_tokens: 9, completion_tokens: 3, total_tokens: 12 } },
+    ]
+      .map((c) => `data: ${JSON.stringify(c)}\n\n`)
+      .join('');
+    const source = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode(`${upstream}data: [DONE]\n\n`));
+        c.close();
+      },
+    });
+    let text = '';
+    const reader = transformSSE(source, [], ctx).getReader();
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      text += new TextDecoder().decode(r.value);
+    }
+    const all = events(text);
+    const completed = all.at(-1)!;
+    expect(completed.type).toBe('response.completed');
+    const response = completed.response as ResponseObject;
+    expect(response.output.map((i) => i.type)).toEqual(['reasoning', 'message']);
+    expect(response.usage).toMatchObject({ input_tokens: 9, output_tokens: 3, output_tokens_details: { reasoning_tokens: 2 } });
+    const stored = await stage.store!.get(response.id);
+    expect(stored?.keyId).toBe('in-house');
+    expect(stored?.response.output).toEqual(response.output);
   });
 });
