@@ -35,7 +35,51 @@ export function sendError(res: ServerResponse, err: unknown): void {
     else res.destroy();
     return;
   }
-  sendJSON(res, error.status, error.toJSON(), error.headers);
+  afterRequestBody(res, () => sendJSON(res, error.status, error.toJSON(), error.headers));
+}
+
+/** How much of an unread request body an error answer waits out, at most (bytes, then ms). */
+export const LINGER_LIMITS = { bytes: 16 * 1024 * 1024, ms: 3000 } as const;
+
+/**
+ * Sends an answer given before the request body was read (a 413, a 401) only once the body has
+ * arrived, reading and discarding it within bounds, as nginx's lingering close does. A client
+ * that is still uploading when the server answers and closes gets a broken pipe instead of the
+ * answer (the openai SDK reports `Connection error.`). Past the bounds the answer goes out and
+ * the connection is closed.
+ */
+function afterRequestBody(res: ServerResponse, send: () => void): void {
+  const req = res.req as IncomingMessage | undefined;
+  if (!req || req.complete || req.readableEnded || req.destroyed) return send();
+  let seen = 0;
+  let done = false;
+  const finish = (cut: boolean) => {
+    if (done) return;
+    done = true;
+    clearTimeout(timer);
+    req.off('data', onData);
+    req.off('end', onEnd);
+    req.off('error', onCut);
+    req.off('close', onCut);
+    if (cut && !res.headersSent) {
+      res.setHeader('Connection', 'close');
+      res.once('finish', () => req.socket?.destroySoon());
+    }
+    if (!res.writableEnded && !res.destroyed) send();
+  };
+  const onData = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_LIMITS.bytes) finish(true);
+  };
+  const onEnd = () => finish(false);
+  const onCut = () => finish(true);
+  const timer = setTimeout(onCut, LINGER_LIMITS.ms);
+  timer.unref();
+  req.on('data', onData);
+  req.once('end', onEnd);
+  req.once('error', onCut);
+  req.once('close', onCut);
+  req.resume();
 }
 
 /**
@@ -62,15 +106,14 @@ const tooLarge = (max: number) =>
 
 /**
  * Reads the raw body up to a limit. Over the limit (by Content-Length or by counting) it
- * rejects at once and reads no further; the 413 then closes the connection.
+ * rejects at once and keeps nothing; `sendError` then reads the rest away within
+ * `LINGER_LIMITS` before it answers 413, and closes the connection.
  */
 export function readBody(req: IncomingMessage, options: ReadBodyOptions = {}): Promise<Buffer> {
   const max = options.maxBytes ?? DEFAULT_MAX_BODY_BYTES;
   const declared = Number(req.headers['content-length']);
-  if (declared > max) {
-    req.pause();
-    return Promise.reject(tooLarge(max));
-  }
+  // Over the limit: refuse without buffering; the error answer reads the rest away (bounded) so the client sees it.
+  if (declared > max) return Promise.reject(tooLarge(max));
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
     let size = 0;
@@ -84,7 +127,6 @@ export function readBody(req: IncomingMessage, options: ReadBodyOptions = {}): P
       size += chunk.length;
       if (size > max) {
         cleanup();
-        req.pause();
         reject(tooLarge(max));
         return;
       }

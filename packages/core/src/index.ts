@@ -55,6 +55,7 @@ export {
   readBody,
   errorHandler,
   DEFAULT_MAX_BODY_BYTES,
+  LINGER_LIMITS,
   type Middleware,
   type ErrorMiddleware,
   type NextFunction,
