@@ -24,7 +24,7 @@ async function gatewayOver(urls: string[], usage: Map<string, UsageRecord>): Pro
     replicas: urls,
     auth: { keys: [{ key: KEY, concurrency: 1000, tokensPerSecond: 1e9 }] },
     upstream: { routing: 'cache-aware', health: { intervalMs: 100, metricsIntervalMs: 200 } },
-    onUsage: (r) => void usage.set((r as UsageRecord).requestId, r as UsageRecord),
+    onUsage: (r) => void usage.set(r.requestId, r),
   });
   await gw.gateway.ready();
   for (let i = 0; i < 100 && gw.gateway.upstream.replicas().some((r) => r.state !== 'ready'); i++)

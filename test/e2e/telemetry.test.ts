@@ -35,7 +35,7 @@ beforeAll(async () => {
     replicas: sims.map((s) => s.url),
     auth: { keys: [{ key: 'sk-tera-telemetry', id: 'team-otel', concurrency: 1 }] },
     telemetry: { tracer, meter: meterProvider.getMeter('test') },
-    onUsage: (r) => void usage.push(r as UsageRecord),
+    onUsage: (r) => void usage.push(r),
     upstream: { health: { intervalMs: 100 }, breaker: { consecutiveFailures: 100 }, routing: 'least-request' },
   });
   const app = express();

@@ -33,7 +33,7 @@ async function boot(): Promise<void> {
     auth: { keys: [{ key: KEY, id: 'faults', concurrency: 50 }] },
     rateLimit: { store },
     telemetry: { tracer },
-    onUsage: (r) => void usage.push(r as UsageRecord),
+    onUsage: (r) => void usage.push(r),
     upstream: {
       health: { intervalMs: 100, timeoutMs: 300 },
       timeouts: { idleMs: 400, firstByteMs: 3000 },
@@ -106,7 +106,7 @@ describe('faults', () => {
       auth: { keys: [{ key: KEY, id: 'kill' }] },
       rateLimit: { store },
       telemetry: { tracer },
-      onUsage: (r) => void usage.push(r as UsageRecord),
+      onUsage: (r) => void usage.push(r),
       upstream: { health: { intervalMs: 100 } },
     });
     const app = express();

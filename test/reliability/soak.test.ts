@@ -27,7 +27,7 @@ beforeAll(async () => {
     replicas: sims.map((s) => s.url),
     auth: { keys: [{ key: KEY, id: 'soak', concurrency: 1000, tokensPerSecond: 1e9 }] },
     rateLimit: { store },
-    onUsage: (r) => void usage.push(r as UsageRecord),
+    onUsage: (r) => void usage.push(r),
     upstream: {
       health: { intervalMs: 500 },
       forwardHeaders: ['x-sim-fault'],

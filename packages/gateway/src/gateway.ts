@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import express from 'express';
-import { auth, MemoryKeyStore, scope, type KeyStore } from '@tera-gw/auth';
+import { auth, MemoryKeyStore, scope } from '@tera-gw/auth';
 import {
   compose,
   context,
@@ -14,16 +13,16 @@ import {
   DEFAULT_ROUTES,
   type Middleware,
 } from '@tera-gw/core';
-import { rateLimit, type RateLimitOptions } from '@tera-gw/rate-limit';
+import { rateLimit } from '@tera-gw/rate-limit';
 import { harmony } from '@tera-gw/harmony';
 import { reasoning } from '@tera-gw/reasoning';
-import { responses, type ResponseStore, type ResponsesOptions } from '@tera-gw/responses';
-import { telemetry, type TelemetryOptions } from '@tera-gw/telemetry';
+import { responses } from '@tera-gw/responses';
+import { telemetry } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
-import { parseGatewayOptions, type GatewayOptionsInput } from './options.js';
+import { parseGatewayOptions, type GatewayOptions } from './options.js';
 
-export type GatewayOptions = GatewayOptionsInput;
+export type { GatewayOptions };
 
 export interface GatewayHandle {
   /** The whole API as one connect-style handler, for any framework or a bare node:http server. */
@@ -37,20 +36,23 @@ export interface GatewayHandle {
   readonly close: () => Promise<void>;
 }
 
-export type Gateway = express.Router & GatewayHandle;
+/**
+ * The gateway as one connect-style handler with its handle's methods: Express mounts it as is
+ * (`app.use('/v1', gateway)`), so the package needs no framework of its own.
+ */
+export type Gateway = Middleware & GatewayHandle;
 
 /** The framework-free gateway: every stage in ARCHITECTURE.md's order, shared by Express and Koa. */
 export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const options = parseGatewayOptions(input);
   const stages = options.stages ?? {};
-  const upstreamOptions: VllmOptions = { replicas: options.replicas, ...(options.upstream as Omit<VllmOptions, 'replicas'>) };
+  const upstreamOptions: VllmOptions = { replicas: options.replicas, ...options.upstream };
   const upstream = vllm(upstreamOptions);
 
   let authStage: Middleware | undefined;
   if (stages.auth !== undefined) authStage = stages.auth === false ? undefined : stages.auth;
   else if (options.auth !== false) {
-    const keyStore =
-      (options.auth.keyStore as KeyStore | undefined) ?? (options.auth.keys ? new MemoryKeyStore(options.auth.keys) : undefined);
+    const keyStore = options.auth.keyStore ?? (options.auth.keys ? new MemoryKeyStore(options.auth.keys) : undefined);
     if (!keyStore)
       throw new TypeError("createGateway(): option 'auth' needs `keys` or `keyStore` (or `auth: false` with your own auth in front)");
     authStage = auth({ keyStore });
@@ -61,7 +63,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   let telemetryStage: Middleware | undefined;
   if (options.telemetry !== false || options.onUsage) {
     const t = telemetry({
-      ...((options.telemetry || {}) as TelemetryOptions),
+      ...(options.telemetry || {}),
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     });
     t.observeReplicas(upstream.replicas);
@@ -73,8 +75,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     options.responses === false
       ? undefined
       : responses({
-          ...(options.responses as Omit<ResponsesOptions, 'store'> | undefined),
-          ...(options.responses?.store !== undefined ? { store: options.responses.store as ResponseStore | false } : {}),
+          ...options.responses,
           validation: options.validation ?? {},
         });
   /** The chat pipeline; the Responses API enters it with its own reading of the request in validate()'s place. */
@@ -85,7 +86,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         authStage,
         read,
         pick('scope', options.auth === false ? undefined : scope()),
-        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit((options.rateLimit ?? {}) as RateLimitOptions)),
+        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit(options.rateLimit ?? {})),
         pick('harmony', options.harmony === false ? undefined : harmony()),
         options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
         options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
@@ -156,14 +157,14 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
 }
 
 /**
- * The gateway as an Express router: `app.use('/v1', createGateway(options))`. Serves
- * `/chat/completions`, `/models`, `/models/{id}`, and answers every other path in the error shape.
+ * The gateway for Express (or any connect-style app): `app.use('/v1', createGateway(options))`.
+ * Serves `/chat/completions`, `/responses`, `/models`, `/models/{id}`, and answers every other
+ * path in the error shape. A plain handler, not an Express router: nothing here imports Express.
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const gateway = createGatewayHandler(options);
-  const router = express.Router();
-  router.use(gateway.handler);
-  return Object.assign(router, {
+  const handler: Middleware = (req, res, next) => gateway.handler(req, res, next);
+  return Object.assign(handler, {
     handler: gateway.handler,
     health: gateway.health,
     upstream: gateway.upstream,

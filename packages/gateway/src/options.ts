@@ -1,5 +1,46 @@
 import { z } from 'zod';
-import { formatParam, issueToError } from '@tera-gw/core';
+import type { KeyEntry, KeyStore } from '@tera-gw/auth';
+import { formatParam, issueToError, type Middleware, type ValidateOptions } from '@tera-gw/core';
+import type { RateLimitOptions } from '@tera-gw/rate-limit';
+import type { ReasoningOptions } from '@tera-gw/reasoning';
+import type { ResponsesOptions } from '@tera-gw/responses';
+import type { TelemetryOptions, UsageRecord } from '@tera-gw/telemetry';
+import type { ToolCallsOptions } from '@tera-gw/tool-calls';
+import type { VllmOptions } from '@tera-gw/vllm';
+
+/**
+ * `createGateway()`'s options, composed from each package's own option type (so `onUsage` gets a
+ * `UsageRecord`, stores and routers their interfaces). The schema below checks them at start-up;
+ * a compile-time check keeps the two naming the same options.
+ */
+export interface GatewayOptions {
+  /** vLLM base URLs. */
+  replicas: string[];
+  /** The upstream adapter's options (`@tera-gw/vllm`). */
+  upstream?: Omit<VllmOptions, 'replicas'>;
+  /** Request validation. @defaultValue `{ unknownFields: 'reject', maxBodyBytes: 4 MiB }` */
+  validation?: Pick<ValidateOptions, 'unknownFields' | 'maxBodyBytes'>;
+  /** The reasoning normalizer (`@tera-gw/reasoning`), or `false`. */
+  reasoning?: ReasoningOptions | false;
+  /** Tool-call repair (`@tera-gw/tool-calls`), or `false`. */
+  toolCalls?: ToolCallsOptions | false;
+  /** API keys: a list (keys in clear or SHA-256) or a KeyStore of yours; `false` turns auth off (then put your own before the gateway). */
+  auth: false | { keys?: KeyEntry[]; keyStore?: KeyStore };
+  /** The limiter (`@tera-gw/rate-limit`), or `false`. */
+  rateLimit?: RateLimitOptions | false;
+  /** OpenTelemetry spans and metrics through the global API (a no-op until the app installs an SDK), or `false`. */
+  telemetry?: Omit<TelemetryOptions, 'onUsage' | 'model'> | false;
+  /** Called once per finished request with tokens and cost. */
+  onUsage?: (record: UsageRecord) => void;
+  /** Repair gpt-oss Harmony leaks (on by default; free when nothing leaked). */
+  harmony?: false;
+  /** The Responses API at `/responses` (`@tera-gw/responses`, on by default), or `false`. */
+  responses?: Omit<ResponsesOptions, 'validation'> | false;
+  /** Replace or leave out a stage: a middleware of your own, or `false`. */
+  stages?: { [stage in 'telemetry' | 'auth' | 'scope' | 'rateLimit' | 'harmony']?: Middleware | false };
+  /** How long `close()` lets streams in flight finish. @defaultValue 30000 */
+  shutdownGraceMs?: number;
+}
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
 const stage = z.union([middleware, z.literal(false)]).optional();
@@ -119,6 +160,7 @@ export const gatewayOptionsSchema = z.strictObject({
         outputReservation: z.int().positive().optional(),
         leaseTtlMs: z.int().positive().optional(),
         onStoreError: z.enum(['open', 'closed']).optional(),
+        log: z.custom<(message: string) => void>((v) => typeof v === 'function', 'must be a function').optional(),
       }),
     ])
     .optional(),
@@ -162,11 +204,34 @@ export const gatewayOptionsSchema = z.strictObject({
   shutdownGraceMs: z.int().min(0).optional(),
 });
 
-export type GatewayOptionsInput = z.input<typeof gatewayOptionsSchema>;
+// The schema and the interface name the same options at every level, or this does not compile.
+type Keys<T> = keyof Exclude<NonNullable<T>, false>;
+type Same<A, B> = [Exclude<A, B>, Exclude<B, A>] extends [never, never] ? true : { onlyInOne: Exclude<A, B> | Exclude<B, A> };
+type Schema = z.input<typeof gatewayOptionsSchema>;
+type Check<T extends true> = T;
+export type OptionsMatchSchema = [
+  Check<Same<keyof GatewayOptions, keyof Schema>>,
+  Check<Same<Keys<GatewayOptions['upstream']>, Keys<Schema['upstream']>>>,
+  Check<Same<Keys<GatewayOptions['validation']>, Keys<Schema['validation']>>>,
+  Check<Same<Keys<GatewayOptions['reasoning']>, Keys<Schema['reasoning']>>>,
+  Check<Same<Keys<GatewayOptions['toolCalls']>, Keys<Schema['toolCalls']>>>,
+  Check<Same<Keys<GatewayOptions['auth']>, Keys<Schema['auth']>>>,
+  Check<
+    Same<
+      Keys<NonNullable<Exclude<GatewayOptions['auth'], false>['keys']>[number]>,
+      Keys<NonNullable<Exclude<Schema['auth'], false>['keys']>[number]>
+    >
+  >,
+  Check<Same<Keys<GatewayOptions['rateLimit']>, Keys<Schema['rateLimit']>>>,
+  Check<Same<Keys<GatewayOptions['telemetry']>, Keys<Schema['telemetry']>>>,
+  Check<Same<Keys<GatewayOptions['responses']>, Keys<Schema['responses']>>>,
+  Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,
+];
 
-export function parseGatewayOptions(input: unknown): z.output<typeof gatewayOptionsSchema> {
+/** Checks the options once at start-up: a wrong option throws, naming itself. */
+export function parseGatewayOptions(input: GatewayOptions): GatewayOptions {
   const result = gatewayOptionsSchema.safeParse(input);
-  if (result.success) return result.data;
+  if (result.success) return input;
   const issue = result.error.issues[0]!;
   let what: string;
   if (issue.code === 'unrecognized_keys') {
