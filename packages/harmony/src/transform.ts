@@ -69,13 +69,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
   function chunksFor(pieces: Piece[], base: ChatCompletionChunk, index: number): ChatCompletionChunk[] {
     const out: ChatCompletionChunk[] = [];
     let delta: Record<string, string> | undefined;
-    const derive = (d: Record<string, unknown>): ChatCompletionChunk => ({
-      id: base.id,
-      object: 'chat.completion.chunk',
-      created: base.created,
-      model: base.model,
-      choices: [{ index, delta: d, logprobs: null, finish_reason: null }],
-    });
+    const derive = (d: Record<string, unknown>): ChatCompletionChunk => deltaChunk(base, index, d);
     for (const p of pieces) {
       if (p.kind === 'tool') {
         delta = undefined;
@@ -204,8 +198,24 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       const tail = reasoningStrippers.reasoning.flush();
       if (tail) pieces.push({ kind: 'reasoning', text: tail });
       report(ctx);
-      return template && pieces.length ? chunksFor(pieces, template, template.choices[0]?.index ?? 0) : [];
+      if (!template) return [];
+      const index = template.choices[0]?.index ?? 0;
+      const out = pieces.length ? chunksFor(pieces, template, index) : [];
+      // vLLM before 0.17 streams reasoning as `reasoning_content`: its held tail leaves in that field too.
+      const legacyTail = reasoningStrippers.reasoning_content.flush();
+      if (legacyTail) out.push(deltaChunk(template, index, { reasoning_content: legacyTail }));
+      return out;
     },
+  };
+}
+
+function deltaChunk(base: ChatCompletionChunk, index: number, delta: Record<string, unknown>): ChatCompletionChunk {
+  return {
+    id: base.id,
+    object: 'chat.completion.chunk',
+    created: base.created,
+    model: base.model,
+    choices: [{ index, delta, logprobs: null, finish_reason: null }],
   };
 }
 

@@ -225,3 +225,17 @@ describe('ordinary text is never touched', () => {
     }
   });
 });
+
+describe('text the reasoning strippers hold back at the end of a stream', () => {
+  // A stream that ends while the stripper still holds what could begin a control token ("<|").
+  const run = (field: 'reasoning' | 'reasoning_content') => {
+    const t = harmonyTransform(request);
+    const ctx = createContext();
+    const out = [chunk({ role: 'assistant', [field]: 'Compare a <' }), chunk({ [field]: '|en' })].flatMap((c) => t.chunk!(c, ctx));
+    out.push(...t.end!(ctx));
+    return out.map((c) => (c.choices[0]?.delta as Record<string, string | undefined>)[field] ?? '').join('');
+  };
+  it.each(['reasoning', 'reasoning_content'] as const)('is flushed on %s (vLLM before 0.17 sends reasoning_content)', (field) => {
+    expect(run(field)).toBe('Compare a <|en');
+  });
+});
