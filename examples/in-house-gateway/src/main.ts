@@ -8,18 +8,26 @@ import {
   type ChatCompletion,
   type ChatCompletionRequest,
 } from '@tera-gw/core';
+import { harmonyTransform } from '@tera-gw/harmony';
 import { reasoningTransform } from '@tera-gw/reasoning';
 import { toolCallsTransform } from '@tera-gw/tool-calls';
 import { startSimulator } from '@tera-gw/vllm-sim';
 
 /**
  * An in-house gateway that already has its own routing and auth adds gpt-oss-20b as a
- * provider: its own `fetch` to vLLM, with only core's SSE transform and the reasoning and
- * tool-call transforms around it. No middleware, no framework.
+ * provider: its own `fetch` to vLLM, with only core's SSE transform and the Harmony-repair,
+ * reasoning and tool-call transforms around it. No middleware, no framework. PORT (8789),
+ * UPSTREAM_URL (one vLLM base URL; unset: an embedded simulator that leaks Harmony, as released
+ * vLLM versions do).
  */
 const upstream =
   process.env.UPSTREAM_URL ??
-  (await startSimulator({ reasoningField: 'reasoning_content', toolCallQuirks: ['single-delta', 'stop-finish'] })).url;
+  (
+    await startSimulator({
+      reasoningField: 'reasoning_content',
+      toolCallQuirks: ['single-delta', 'stop-finish', 'harmony-tool-name'],
+    })
+  ).url;
 
 const server = createServer((req, res) => {
   let raw = '';
@@ -27,10 +35,11 @@ const server = createServer((req, res) => {
   req.on('end', () => {
     void (async () => {
       const body = JSON.parse(raw) as ChatCompletionRequest;
-      // Per request: the tool-call transform keeps state, and reads the declared tools.
+      // Per request: the Harmony and tool-call transforms keep state, and read the declared tools.
+      // Harmony repair goes first: the others then see clean content, reasoning and tool calls.
       const ctx = createContext();
       ctx.requestTransforms.push(reasoningTransform());
-      ctx.responseTransforms.push(reasoningTransform(), toolCallsTransform(body));
+      ctx.responseTransforms.push(harmonyTransform(body), reasoningTransform(), toolCallsTransform(body));
       const upstreamBody = applyRequestTransforms(body, ctx);
       const response = await fetch(`${upstream}/v1/chat/completions`, {
         method: 'POST',
