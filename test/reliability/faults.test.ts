@@ -219,18 +219,27 @@ describe('clients', () => {
     ['mid-reasoning', 3],
     ['mid-content', 50],
   ])('an abort %s returns the lease and cancels upstream work', async (_phase, afterChunks) => {
-    await Promise.all(sims.map((s) => s.configure({ itlMs: 15 })));
-    const before = (
-      await Promise.all(
-        sims.map((s) => s.metric('vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')),
-      )
-    ).reduce((a, b) => a + b, 0);
+    // Before headers: the replica holds its first token long enough for the abort to land first.
+    await Promise.all(sims.map((s) => s.configure({ itlMs: 15, ttftMs: afterChunks === 0 ? 3000 : 0 })));
+    const aborts = async () =>
+      (
+        await Promise.all(
+          sims.map((s) => s.metric('vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')),
+        )
+      ).reduce((a, b) => a + b, 0);
+    const before = await aborts();
     const controller = new AbortController();
     const pending = call({ stream: true }, {}, controller.signal);
     if (afterChunks === 0) {
-      await new Promise((r) => setTimeout(r, 5));
+      let running = 0;
+      for (let i = 0; i < 200 && running === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        running = (await Promise.all(sims.map((s) => s.metric('vllm:num_requests_running')))).reduce((a, b) => a + b, 0);
+      }
+      expect(running).toBe(1);
       controller.abort();
-      await pending.catch(() => undefined);
+      // No header had come: the client's request fails rather than resolving to a response.
+      expect(await pending.then(() => 'answered', () => 'aborted')).toBe('aborted');
     } else {
       const res = await pending;
       const reader = res.body!.getReader();
@@ -245,23 +254,14 @@ describe('clients', () => {
     }
     await settle();
     expect(store.inFlight('faults')).toBe(0);
-    if (afterChunks > 0) {
-      for (let i = 0; i < 50; i++) {
-        const after = (
-          await Promise.all(
-            sims.map((s) => s.metric('vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')),
-          )
-        ).reduce((a, b) => a + b, 0);
-        if (after === before + 1) break;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      const after = (
-        await Promise.all(
-          sims.map((s) => s.metric('vllm:request_success_total{engine="0",model_name="openai/gpt-oss-20b",finished_reason="abort"}')),
-        )
-      ).reduce((a, b) => a + b, 0);
-      expect(after).toBe(before + 1);
+    let after = await aborts();
+    for (let i = 0; i < 50 && after !== before + 1; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await aborts();
     }
+    // The replica saw the request end early: its generation was cancelled, whatever the phase.
+    expect(after).toBe(before + 1);
+    await Promise.all(sims.map((s) => s.configure({ ttftMs: 0 })));
   });
 
   it('an abort mid-tool-call returns the lease', async () => {
