@@ -278,11 +278,23 @@ describe('headers', () => {
     await expectShape(await post(body, { authorization: `Basic ${Buffer.from(`a:${KEY}`).toString('base64')}` }), 401);
   });
 
-  it('a key with control characters -> 401 (or refused by the HTTP parser), never a 500', async () => {
+  it('control characters the HTTP parser refuses -> its 400, never a 500', async () => {
     const answer = await raw(
       `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-tera-\x01\x7fkey\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
     );
-    expect(answer).toMatch(/^HTTP\/1\.1 (401|400)/);
+    expect(answer).toMatch(/^HTTP\/1\.1 400/);
+  });
+
+  it.each([
+    ['a tab inside the key', 'sk-tera-\tkey-0001'],
+    ['a byte outside ASCII', 'sk-tera-\xe9key-0001'],
+    ['a key too short', 'sk-te'],
+  ])('%s reaches auth and is told malformed, not unknown (401)', async (_name, key) => {
+    const answer = await raw(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer ${key}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(answer).toMatch(/^HTTP\/1\.1 401/);
+    expect(answer).toContain('"message":"The API key provided is malformed."');
   });
 
   it('huge headers -> 431 from the HTTP server, the process unharmed', async () => {
