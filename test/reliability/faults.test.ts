@@ -239,7 +239,12 @@ describe('clients', () => {
       expect(running).toBe(1);
       controller.abort();
       // No header had come: the client's request fails rather than resolving to a response.
-      expect(await pending.then(() => 'answered', () => 'aborted')).toBe('aborted');
+      expect(
+        await pending.then(
+          () => 'answered',
+          () => 'aborted',
+        ),
+      ).toBe('aborted');
     } else {
       const res = await pending;
       const reader = res.body!.getReader();

@@ -161,5 +161,23 @@ describe('pieces', () => {
         { id: 'b', inFlight: 1 },
       ])!.id,
     ).toBe('b');
+    // Three tied at 1 in flight, one busier: each tied replica is chosen about a third of the time, the busier never.
+    const tied = [
+      { id: 'a', inFlight: 1 },
+      { id: 'busy', inFlight: 5 },
+      { id: 'b', inFlight: 1 },
+      { id: 'c', inFlight: 1 },
+    ];
+    const random = mulberry(7);
+    const counts: Record<string, number> = {};
+    for (let i = 0; i < 3000; i++) {
+      const id = leastRequest(tied, random)!.id;
+      counts[id] = (counts[id] ?? 0) + 1;
+    }
+    expect(counts.busy).toBeUndefined();
+    for (const id of ['a', 'b', 'c']) {
+      expect(counts[id]).toBeGreaterThan(850);
+      expect(counts[id]).toBeLessThan(1150);
+    }
   });
 });

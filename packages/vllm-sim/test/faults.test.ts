@@ -133,8 +133,16 @@ describe('cancellation and pacing', () => {
       expect(await metric(cold, 'vllm:num_requests_waiting')).toBe(1);
       await first;
       expect(await metric(cold, 'vllm:num_requests_waiting')).toBe(0);
+      // The next request takes its first token slowly, so it can be seen while it is in the engine: running, not waiting.
+      cold.configure({ ttftMs: 300 });
       const during = c.chat.completions.create({ model, messages });
-      expect(await metric(cold, 'vllm:num_requests_waiting')).toBe(0);
+      let running = 0;
+      let waiting = 0;
+      for (let i = 0; i < 100 && running + waiting === 0; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        [running, waiting] = await Promise.all([metric(cold, 'vllm:num_requests_running'), metric(cold, 'vllm:num_requests_waiting')]);
+      }
+      expect({ running, waiting }).toEqual({ running: 1, waiting: 0 });
       await during;
     } finally {
       await cold.close();
