@@ -246,13 +246,26 @@ describe('tool calls', () => {
   });
 
   it.each([
-    ['single-delta', (d: string[]) => expect(d.filter((e) => e.includes('"arguments"')).every((e) => e.includes('"name"'))).toBe(true)],
+    [
+      'single-delta',
+      (d: string[]) => {
+        // The whole call in one delta: exactly one event carries arguments, and it names the function.
+        const withArgs = d.filter((e) => e.includes('"arguments":"') && !e.includes('"arguments":""'));
+        expect(withArgs).toHaveLength(1);
+        expect(withArgs[0]).toContain('"name":"get_weather"');
+        const call = (JSON.parse(withArgs[0]!) as { choices: Array<{ delta: { tool_calls: Array<{ function: { arguments: string } }> } }> })
+          .choices[0]!.delta.tool_calls[0]!;
+        expect(JSON.parse(call.function.arguments)).toMatchObject({ city: 'Rome' });
+      },
+    ],
     [
       'repeat-name',
-      (d: string[]) =>
-        expect(
-          d.filter((e) => e.includes('"arguments":"') && !e.includes('"arguments":""')).every((e) => e.includes('"name":"get_weather"')),
-        ).toBe(true),
+      (d: string[]) => {
+        // Arguments in several fragments, each repeating the name.
+        const fragments = d.filter((e) => e.includes('"arguments":"') && !e.includes('"arguments":""'));
+        expect(fragments.length).toBeGreaterThan(1);
+        for (const e of fragments) expect(e).toContain('"name":"get_weather"');
+      },
     ],
     ['stop-finish', (d: string[]) => expect(d.some((e) => e.includes('"finish_reason":"stop"'))).toBe(true)],
   ])('quirk %s (header x-sim-quirk)', async (quirk, check) => {
@@ -297,7 +310,8 @@ describe('streaming', () => {
     const chunks = events(text)
       .slice(0, -1)
       .map((d) => JSON.parse(d));
-    expect(chunks.every((c) => c.usage)).toBe(true);
+    expect(chunks.length).toBeGreaterThan(5);
+    for (const c of chunks) expect(c.usage).toBeTruthy();
     const counts = chunks.map((c) => c.usage.completion_tokens);
     expect(counts).toEqual([...counts].sort((a, b) => a - b));
   });

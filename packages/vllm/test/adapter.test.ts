@@ -231,6 +231,22 @@ describe('streams', () => {
     const straight = await direct.chat.completions.stream(body).finalChatCompletion();
     expect(viaGateway.choices[0]!.message.tool_calls).toEqual(straight.choices[0]!.message.tool_calls);
     expect(viaGateway.choices[0]!.finish_reason).toBe('tool_calls');
+    // Reasoning, summed from the deltas (the SDK's helper keeps only the last fragment of fields it does not know).
+    const reasoningOf = async (client: OpenAI) => {
+      let text = '';
+      let fragments = 0;
+      for await (const chunk of await client.chat.completions.create({ ...body, stream: true })) {
+        const delta = chunk.choices[0]?.delta as { reasoning?: string } | undefined;
+        if (delta?.reasoning) {
+          text += delta.reasoning;
+          fragments++;
+        }
+      }
+      return { text, fragments };
+    };
+    const [gatewayReasoning, directReasoning] = await Promise.all([reasoningOf(gw.client), reasoningOf(direct)]);
+    expect(directReasoning.text).toMatch(/^The user asks: "weather in Oslo\?"/);
+    expect(gatewayReasoning).toEqual(directReasoning);
   });
 });
 
