@@ -26,9 +26,17 @@ const fields = [
   'constructor',
 ];
 
-/** A valid body with one field (top level or inside a message) replaced by random JSON. */
-const mutated = fc.tuple(fc.constantFrom(...fields), fc.jsonValue(), fc.boolean(), fc.nat(2)).map(([field, value, inMessage, index]) => {
+let pollutionAttempts = 0;
+
+/**
+ * A valid body with one field (top level or inside a message) replaced by random JSON; for
+ * `__proto__` and `constructor` the value is a pollution payload (`{polluted}`, `{prototype: {polluted}}`).
+ */
+const mutated = fc.tuple(fc.constantFrom(...fields), fc.jsonValue(), fc.boolean(), fc.nat(2)).map(([field, random, inMessage, index]) => {
   const body = baseBody() as Record<string, unknown>;
+  const hostile = field === '__proto__' || field === 'constructor';
+  if (hostile) pollutionAttempts++;
+  const value = hostile ? JSON.parse(JSON.stringify({ polluted: random ?? 1, prototype: { polluted: random ?? 1 } })) : random;
   if (inMessage) {
     const messages = body.messages as Record<string, unknown>[];
     messages[index] = { ...messages[index], [field === 'messages' ? 'content' : field]: value };
@@ -56,7 +64,9 @@ describe('fuzz: malformed bodies', () => {
       { numRuns: 4000 },
     );
     expect(refused).toBeGreaterThan(2500);
+    expect(pollutionAttempts).toBeGreaterThan(100);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+    expect((Object.prototype as Record<string, unknown>).polluted).toBeUndefined();
   });
 
   it('over HTTP: random bytes and random JSON always get a 4xx JSON error, never a 500', async () => {
