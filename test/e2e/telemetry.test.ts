@@ -236,6 +236,19 @@ describe('spans', () => {
 
 describe('metrics', () => {
   it('token usage by type, durations, time to first token, requests by status, replica readiness', async () => {
+    // Its own 429 (the key allows one request in flight), so the test stands alone in any order.
+    const before = await reader.collect();
+    const limitedBefore = before.resourceMetrics.scopeMetrics
+      .flatMap((sm) => sm.metrics)
+      .find((m) => m.descriptor.name === 'tera.requests')
+      ?.dataPoints.filter((p) => p.attributes['http.response.status_code'] === 429)
+      .reduce((sum, p) => sum + (p.value as number), 0);
+    const first = await c().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], stream: true });
+    await expect(c().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+      status: 429,
+    });
+    for await (const _ of first) void _;
+    await new Promise((r) => setTimeout(r, 50));
     await c().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] });
     const { resourceMetrics } = await reader.collect();
     const all = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics);
@@ -246,11 +259,10 @@ describe('metrics', () => {
     expect(byName('gen_ai.server.time_to_first_token')!.dataPoints.length).toBeGreaterThan(0);
     expect(byName('gen_ai.server.time_per_output_token')!.dataPoints.length).toBeGreaterThan(0);
     const requests = byName('tera.requests')!;
-    expect(
-      requests.dataPoints.some(
-        (p) => p.attributes['http.response.status_code'] === 429 && p.attributes['error.type'] === 'rate_limit_error',
-      ),
-    ).toBe(true);
+    const limited = requests.dataPoints.filter(
+      (p) => p.attributes['http.response.status_code'] === 429 && p.attributes['error.type'] === 'rate_limit_error',
+    );
+    expect(limited.reduce((sum, p) => sum + (p.value as number), 0)).toBe((limitedBefore ?? 0) + 1);
     const ready = byName('tera.replica.ready')!;
     expect(ready.dataPoints.map((p) => p.value)).toEqual([1, 1]);
     const inFlight = byName('tera.requests.in_flight')!;
