@@ -11,9 +11,10 @@ import {
   sendError,
   validate,
   DEFAULT_ROUTES,
+  GPT_OSS_20B,
   type Middleware,
 } from '@tera-gw/core';
-import { rateLimit } from '@tera-gw/rate-limit';
+import { MemoryStore, rateLimit } from '@tera-gw/rate-limit';
 import { harmony } from '@tera-gw/harmony';
 import { reasoning } from '@tera-gw/reasoning';
 import { responses } from '@tera-gw/responses';
@@ -21,6 +22,7 @@ import { telemetry } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
 import { parseGatewayOptions, type GatewayOptions } from './options.js';
+import { passthrough } from './passthrough.js';
 
 export type { GatewayOptions };
 
@@ -71,6 +73,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     telemetryStage = t;
   }
 
+  const limiterStore = (options.rateLimit ? options.rateLimit.store : undefined) ?? new MemoryStore();
   const responsesStage =
     options.responses === false
       ? undefined
@@ -86,7 +89,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         authStage,
         read,
         pick('scope', options.auth === false ? undefined : scope()),
-        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit(options.rateLimit ?? {})),
+        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore })),
         pick('harmony', options.harmony === false ? undefined : harmony()),
         options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
         options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
@@ -94,14 +97,36 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
       ].filter((s): s is Middleware => s !== undefined),
     );
   const chat = pipeline(validate(options.validation ?? {}));
+  const raw = options.passthrough?.length
+    ? passthrough({
+        paths: options.passthrough,
+        upstream,
+        apiKey: options.upstream?.apiKey,
+        model: GPT_OSS_20B,
+        maxBodyBytes: options.validation?.maxBodyBytes,
+        retryAfterSeconds: options.upstream?.retryAfterSeconds,
+      })
+    : undefined;
+  // Pass-through requests hold a lease in the same store as chat (one concurrency limit per key); they reserve no output tokens.
+  const passthroughStages = raw
+    ? compose(
+        [
+          authStage,
+          raw.check,
+          options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore, outputReservation: 1 }),
+          raw.proxy,
+        ].filter((s): s is Middleware => s !== undefined),
+      )
+    : undefined;
   const responsesCreate = responsesStage ? pipeline(responsesStage.create) : undefined;
   const responsesRoutes = responsesStage
     ? compose([authStage, responsesStage.routes].filter((s): s is Middleware => s !== undefined))
     : undefined;
   const models = modelsHandler();
-  const fallback = fallbackHandler(
-    responsesStage ? { ...DEFAULT_ROUTES, '/responses': ['POST'], '/responses/input_tokens': ['POST'] } : DEFAULT_ROUTES,
-  );
+  const routes: Record<string, readonly string[]> = { ...DEFAULT_ROUTES };
+  if (responsesStage) Object.assign(routes, { '/responses': ['POST'], '/responses/input_tokens': ['POST'] });
+  for (const path of raw?.served.keys() ?? []) routes[path] = ['POST'];
+  const fallback = fallbackHandler(routes);
   const stamp = requestId();
 
   const admit = (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void, stages: Middleware) => {
@@ -124,6 +149,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/'))
       return admit(req, res, next, responsesCreate);
     if (responsesRoutes && path.startsWith('/responses/')) return responsesRoutes(req, res, () => fallback(req, res, next));
+    if (passthroughStages && req.method === 'POST' && raw!.served.has(path)) return admit(req, res, next, passthroughStages);
     models(req, res, () => fallback(req, res, next));
   };
 

@@ -40,6 +40,12 @@ export interface GatewayOptions {
   stages?: { [stage in 'telemetry' | 'auth' | 'scope' | 'rateLimit' | 'harmony']?: Middleware | false };
   /** How long `close()` lets streams in flight finish. @defaultValue 30000 */
   shutdownGraceMs?: number;
+  /**
+   * vLLM endpoints offered raw (off by default), e.g. `['/tokenize', '/detokenize', '/v1/completions']`:
+   * served under the mount without `/v1` (`/v1/tokenize` when mounted at `/v1`), behind auth, scope
+   * and the concurrency limit, proxied to a ready replica with the upstream key, never the caller's.
+   */
+  passthrough?: string[];
 }
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
@@ -202,6 +208,7 @@ export const gatewayOptionsSchema = z.strictObject({
   stages: z.strictObject({ telemetry: stage, auth: stage, scope: stage, rateLimit: stage, harmony: stage }).optional(),
   /** How long `close()` lets streams in flight finish. */
   shutdownGraceMs: z.int().min(0).optional(),
+  passthrough: z.array(z.string().regex(/^\/[A-Za-z0-9/_-]+$/, "must be a plain path such as '/tokenize'")).optional(),
 });
 
 // The schema and the interface name the same options at every level, or this does not compile.

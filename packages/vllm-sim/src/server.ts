@@ -391,6 +391,31 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     res.end();
   }
 
+  /** vLLM's `/tokenize` (`{prompt}` or `{messages}` -> `{count, max_model_len, tokens, token_strs}`) and `/detokenize` (`{tokens}` -> `{prompt}`). */
+  async function tokenization(req: IncomingMessage, res: ServerResponse, encodeIt: boolean): Promise<void> {
+    let body: { model?: unknown; prompt?: unknown; messages?: unknown; tokens?: unknown };
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8')) as typeof body;
+    } catch {
+      return sendVllmError(res, 400, 'BadRequestError', 'The request body is not valid JSON.');
+    }
+    if (body.model !== undefined && body.model !== model)
+      return sendVllmError(res, 404, 'NotFoundError', `The model \`${JSON.stringify(body.model)}\` does not exist.`, 'model');
+    const tokenizer = await import('gpt-tokenizer/encoding/o200k_harmony');
+    if (encodeIt) {
+      let text: string;
+      if (typeof body.prompt === 'string') text = body.prompt;
+      else if (Array.isArray(body.messages))
+        text = (body.messages as Array<{ content?: unknown }>).map((m) => (typeof m.content === 'string' ? m.content : '')).join('\n');
+      else return sendVllmError(res, 400, 'BadRequestError', 'Either `prompt` or `messages` is required.', 'prompt');
+      const tokens = tokenizer.encode(text, { disallowedSpecial: new Set() });
+      return sendJSON(res, 200, JSON.stringify({ count: tokens.length, max_model_len: maxModelLen, tokens, token_strs: null }));
+    }
+    if (!Array.isArray(body.tokens) || !body.tokens.every((t) => Number.isInteger(t) && (t as number) >= 0))
+      return sendVllmError(res, 400, 'BadRequestError', '`tokens` must be a list of token ids.', 'tokens');
+    sendJSON(res, 200, JSON.stringify({ prompt: tokenizer.decode(body.tokens as number[]) }));
+  }
+
   const server: Server = createServer((req, res) => {
     const url = req.url ?? '/';
     const path = url.split('?', 1)[0];
@@ -411,6 +436,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       const text = metrics.render();
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
       return void res.end(text);
+    }
+    if (req.method === 'POST' && (path === '/tokenize' || path === '/detokenize')) {
+      tokenization(req, res, path === '/tokenize').catch((err: unknown) => sendVllmError(res, 500, 'InternalServerError', String(err)));
+      return;
     }
     if (req.method === 'POST' && path === '/sim/config') {
       readBody(req)

@@ -26,7 +26,7 @@ import {
   type UpstreamOutcome,
   recordEvent,
 } from '@tera-gw/core';
-import { createRouter, type RouteRequest, type Router } from '@tera-gw/router';
+import { createRouter, leastRequest, type RouteRequest, type Router } from '@tera-gw/router';
 import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
@@ -77,6 +77,12 @@ export interface VllmAdapter extends Middleware {
   readonly events: EventEmitter<AdapterEvents>;
   /** Stops health checks and closes upstream connections. */
   readonly close: () => void;
+  /**
+   * A replica for a raw pass-through request (`/tokenize`...): ready, breaker not open, fewest in
+   * flight. `release` ends its in-flight count; `release(fault)` also counts a replica fault
+   * (connect error, reset, 5xx) against its breaker. Undefined when none is available.
+   */
+  readonly pickReplica: () => { readonly base: string; readonly release: (fault?: string) => void } | undefined;
 }
 
 const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
@@ -452,6 +458,21 @@ export function vllm(options: VllmOptions): VllmAdapter {
     events,
     ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
     replicas: () => replicas.map((r) => r.status()),
+    pickReplica: () => {
+      const replica = leastRequest(candidates(new Set()));
+      if (!replica) return undefined;
+      replica.inFlight++;
+      let released = false;
+      return {
+        base: replica.id,
+        release: (fault?: string) => {
+          if (released) return;
+          released = true;
+          replica.inFlight--;
+          if (fault) replica.breaker.recordFailure(new UpstreamFault('reset', fault));
+        },
+      };
+    },
     close: () => {
       monitor.stop();
       for (const r of replicas) r.close();
