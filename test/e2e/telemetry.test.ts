@@ -194,6 +194,15 @@ describe('spans', () => {
     }
   });
 
+  it('error.type is the one the answer carried (404 model_not_found), not guessed from the status', async () => {
+    await expect(c().chat.completions.create({ model: 'gpt-9', messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+      status: 404,
+    });
+    const list = await settled();
+    const span = list.filter((s) => s.kind === SpanKind.INTERNAL).find((s) => s.attributes['http.response.status_code'] === 404)!;
+    expect(span.attributes['error.type']).toBe('model_not_found');
+  });
+
   it('a 429: a rate-limit event and error status; no usage record', async () => {
     const first = await c().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], stream: true });
     await expect(c().chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({

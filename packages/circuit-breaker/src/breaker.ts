@@ -20,6 +20,11 @@ export interface BreakerOptions {
 export class UpstreamFault extends Error {
   readonly kind: 'connect' | 'reset' | 'timeout' | 'status' | 'malformed';
   readonly status: number | undefined;
+  /**
+   * A reset on a reused keep-alive socket the server had just closed: the request never ran, so
+   * the adapter retries it on the same replica without spending an attempt.
+   */
+  staleSocket = false;
   constructor(kind: UpstreamFault['kind'], message: string, status?: number) {
     super(message);
     this.name = 'UpstreamFault';
@@ -28,9 +33,10 @@ export class UpstreamFault extends Error {
   }
 }
 
+/** Replica first, as in the adapter's events. */
 export interface BreakerEvents {
-  state: [state: BreakerState, replica: string];
-  failure: [fault: UpstreamFault, replica: string];
+  state: [replica: string, state: BreakerState];
+  failure: [replica: string, fault: UpstreamFault];
   reject: [replica: string];
 }
 
@@ -60,16 +66,16 @@ export class ReplicaBreaker extends EventEmitter<BreakerEvents> {
       // Only upstream faults count; anything else (the client left, a bug) is not the replica's fault.
       errorFilter: (err) => !(err instanceof UpstreamFault),
     });
-    this.breaker.on('open', () => this.emit('state', 'open', replica));
-    this.breaker.on('halfOpen', () => this.emit('state', 'halfOpen', replica));
-    this.breaker.on('close', () => this.emit('state', 'closed', replica));
+    this.breaker.on('open', () => this.emit('state', replica, 'open'));
+    this.breaker.on('halfOpen', () => this.emit('state', replica, 'halfOpen'));
+    this.breaker.on('close', () => this.emit('state', replica, 'closed'));
     this.breaker.on('reject', () => this.emit('reject', replica));
     this.breaker.on('success', () => {
       this.consecutive = 0;
     });
     this.breaker.on('failure', (err: unknown) => {
       if (!(err instanceof UpstreamFault)) return;
-      this.emit('failure', err, replica);
+      this.emit('failure', replica, err);
       if (++this.consecutive >= this.consecutiveLimit && !this.breaker.opened) this.breaker.open();
     });
   }
@@ -81,10 +87,6 @@ export class ReplicaBreaker extends EventEmitter<BreakerEvents> {
   /** True while the breaker admits a request: closed, or half-open with its probe slot free. */
   allowsRequest(): boolean {
     return this.breaker.closed || this.breaker.pendingClose;
-  }
-
-  isOpen(): boolean {
-    return !this.allowsRequest();
   }
 
   /**
@@ -109,8 +111,4 @@ export class ReplicaBreaker extends EventEmitter<BreakerEvents> {
     this.breaker.shutdown();
     this.removeAllListeners();
   }
-}
-
-export function createBreaker(replica: string, options?: BreakerOptions): ReplicaBreaker {
-  return new ReplicaBreaker(replica, options);
 }

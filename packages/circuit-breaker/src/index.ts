@@ -1,1 +1,1 @@
-export { ReplicaBreaker, UpstreamFault, createBreaker, type BreakerEvents, type BreakerOptions, type BreakerState } from './breaker.js';
+export { ReplicaBreaker, UpstreamFault, type BreakerEvents, type BreakerOptions, type BreakerState } from './breaker.js';

@@ -9,7 +9,7 @@ describe('ReplicaBreaker', () => {
   it('opens after consecutive upstream faults, half-opens after the reset timeout, a good probe closes it', async () => {
     const b = new ReplicaBreaker('r1', { consecutiveFailures: 3, resetTimeoutMs: 100 });
     const states: string[] = [];
-    b.on('state', (s) => states.push(s));
+    b.on('state', (_replica, s) => states.push(s));
     for (let i = 0; i < 3; i++) await b.run(fault).catch(() => undefined);
     expect(b.state).toBe('open');
     expect(b.allowsRequest()).toBe(false);

@@ -101,6 +101,8 @@ export interface RequestContext {
   readonly requestTransforms: ChatTransform[];
   /** Response-side transforms, applied in order to every completion, chunk and stream end. */
   readonly responseTransforms: ChatTransform[];
+  /** The `error.type` of the error answer, set by `sendError`, for telemetry (never guessed from the status). */
+  errorType?: string;
   /** Set by a stage that answers in another API's shape (the Responses API); absent for Chat Completions. */
   output?: OutputFormat;
   /** Callbacks run once when the response is finished or the client left; leases and spans end here. */
@@ -172,9 +174,4 @@ export function recordEvent(ctx: RequestContext, name: string, attributes?: Requ
   const event: RequestEvent = { name, time: performance.now() };
   if (attributes) event.attributes = attributes;
   (ctx.events ??= []).push(event);
-}
-
-/** True once the context exists; lets optional stages skip work when no earlier stage made one. */
-export function hasContext(req: IncomingMessage): boolean {
-  return contexts.has(req);
 }

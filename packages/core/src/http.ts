@@ -30,6 +30,7 @@ export function isEventStream(res: ServerResponse): boolean {
 export function sendError(res: ServerResponse, err: unknown): void {
   const error = toTeraError(err);
   if (res.writableEnded || res.destroyed) return;
+  if (res.req) context(res.req, res).errorType = error.type;
   if (res.headersSent) {
     if (isEventStream(res)) res.end(encodeErrorEvent(error.toJSON()));
     else res.destroy();

@@ -17,7 +17,6 @@ export {
   context,
   createContext,
   finishContext,
-  hasContext,
   recordEvent,
   type AttemptRecord,
   type RequestEvent,

@@ -138,7 +138,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const status = res.statusCode;
     const aborted = ctx.signal.aborted;
     const requestModel = body?.model ?? model;
-    const failure = upstream?.error?.type ?? (status >= 400 ? errorTypeOf(res) : undefined);
+    const failure = upstream?.error?.type ?? (status >= 400 ? (ctx.errorType ?? 'server_error') : undefined);
     const metricAttrs: Attributes = {
       [ATTR.operationName]: OPERATION_CHAT,
       [ATTR.providerName]: PROVIDER,
@@ -290,23 +290,4 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     recordBreakerState: (replica: string, state: string) =>
       breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),
   });
-}
-
-/** The public error type the response carried, read back from what the error handler set. */
-function errorTypeOf(res: ServerResponse): string {
-  const status = res.statusCode;
-  return (
-    (
-      {
-        400: 'invalid_request_error',
-        401: 'authentication_error',
-        403: 'permission_error',
-        404: 'not_found',
-        405: 'invalid_request_error',
-        413: 'invalid_request_error',
-        429: 'rate_limit_error',
-        503: 'service_unavailable',
-      } as Record<number, string>
-    )[status] ?? 'server_error'
-  );
 }

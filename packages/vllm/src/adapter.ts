@@ -115,7 +115,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     .filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
   const replicas = options.replicas.map((url) => new Replica(url, options.breaker));
-  for (const r of replicas) r.breaker.on('state', (state) => events.emit('breaker', r.id, state));
+  for (const r of replicas) r.breaker.on('state', (replica, state) => events.emit('breaker', replica, state));
   const monitor = new HealthMonitor(replicas, options.health === false ? false : (options.health ?? {}), options.apiKey, (r) =>
     events.emit('replicaState', r.id, r.state),
   );
@@ -204,7 +204,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
         const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
         if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
         if (fault) {
-          if ((err as { staleSocket?: boolean }).staleSocket && staleRetries++ < 2) {
+          if (fault.staleSocket && staleRetries++ < 2) {
             // The server closed an idle keep-alive socket just as it was reused: the request never ran. Same replica, no attempt spent.
             outcome.attemptLog.pop();
             tried.delete(replica);

@@ -38,7 +38,7 @@ function classify(err: NodeJS.ErrnoException, connected: boolean): UpstreamFault
 /**
  * Sends one request to a replica and resolves with the response once its headers arrive.
  * Rejects with an UpstreamFault (connect error, reset, timeout before the first byte) or
- * ClientGone; a reused keep-alive socket the server had closed is marked `staleSocket`.
+ * ClientGone; a reset on a reused keep-alive socket the server had closed is marked `staleSocket`.
  */
 export function sendAttempt(
   replica: Replica,
@@ -77,7 +77,7 @@ export function sendAttempt(
       clearTimeout(connectTimer);
       signal.removeEventListener('abort', onAbort);
       if (err) {
-        (err as { staleSocket?: boolean }).staleSocket = req.reusedSocket && err instanceof UpstreamFault && err.kind === 'reset';
+        if (err instanceof UpstreamFault) err.staleSocket = req.reusedSocket && err.kind === 'reset';
         reject(err);
       } else {
         resolve({ response: response!, request: req });
