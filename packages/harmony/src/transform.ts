@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import {
   context,
   recordEvent,
@@ -8,13 +7,12 @@ import {
   type ChatTransform,
   type Middleware,
   type RequestContext,
+  deriveChunk,
+  newToolCallId,
+  type ReasoningFields,
 } from '@tera-gw/core';
 import { HarmonyContentMachine, TokenStripper, type Piece, type RepairKind } from './machine.js';
 import { cleanToolName, stripTokens } from './tokens.js';
-
-type ReasoningHolder = { reasoning?: string | null; reasoning_content?: string | null };
-
-const toolCallId = () => `chatcmpl-tool-${randomBytes(16).toString('hex')}`;
 
 function count(ctx: RequestContext, kinds: readonly RepairKind[]): void {
   if (!kinds.length) return;
@@ -69,7 +67,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
   function chunksFor(pieces: Piece[], base: ChatCompletionChunk, index: number): ChatCompletionChunk[] {
     const out: ChatCompletionChunk[] = [];
     let delta: Record<string, string> | undefined;
-    const derive = (d: Record<string, unknown>): ChatCompletionChunk => deltaChunk(base, index, d);
+    const derive = (d: Record<string, unknown>): ChatCompletionChunk => deriveChunk(base, index, d);
     for (const p of pieces) {
       if (p.kind === 'tool') {
         delta = undefined;
@@ -77,7 +75,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
         out.push(
           derive({
             tool_calls: [
-              { index: nextToolIndex++, id: toolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } },
+              { index: nextToolIndex++, id: newToolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } },
             ],
           }),
         );
@@ -96,7 +94,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
     name: 'harmony',
     completion(body: ChatCompletion, ctx) {
       for (const choice of body.choices) {
-        const message = choice.message as ChatCompletion['choices'][number]['message'] & ReasoningHolder;
+        const message = choice.message as ChatCompletion['choices'][number]['message'] & ReasoningFields;
         const repairs: RepairKind[] = [];
         for (const call of message.tool_calls ?? []) call.function.name = repairName(call.function.name, declared, repairs);
         if (typeof message.content === 'string' && message.content) {
@@ -112,7 +110,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
             for (const p of pieces) {
               if (p.kind === 'content') content += p.text;
               else if (p.kind === 'reasoning') reasoning += p.text;
-              else calls.push({ id: toolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } });
+              else calls.push({ id: newToolCallId(), type: 'function', function: { name: p.name, arguments: p.arguments } });
             }
             if (reasoning) {
               const field = message.reasoning_content != null && message.reasoning == null ? 'reasoning_content' : 'reasoning';
@@ -143,7 +141,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       const choice = chunk.choices[0];
       if (!choice) return [chunk];
       template ??= chunk;
-      const delta = choice.delta as ChatCompletionChunk['choices'][number]['delta'] & ReasoningHolder;
+      const delta = choice.delta as ChatCompletionChunk['choices'][number]['delta'] & ReasoningFields;
       for (const call of delta.tool_calls ?? []) {
         if (call.index >= nextToolIndex) nextToolIndex = call.index + 1;
         if (call.function?.name) call.function.name = repairName(call.function.name, declared, nameRepairs);
@@ -203,19 +201,9 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       const out = pieces.length ? chunksFor(pieces, template, index) : [];
       // vLLM before 0.17 streams reasoning as `reasoning_content`: its held tail leaves in that field too.
       const legacyTail = reasoningStrippers.reasoning_content.flush();
-      if (legacyTail) out.push(deltaChunk(template, index, { reasoning_content: legacyTail }));
+      if (legacyTail) out.push(deriveChunk(template, index, { reasoning_content: legacyTail }));
       return out;
     },
-  };
-}
-
-function deltaChunk(base: ChatCompletionChunk, index: number, delta: Record<string, unknown>): ChatCompletionChunk {
-  return {
-    id: base.id,
-    object: 'chat.completion.chunk',
-    created: base.created,
-    model: base.model,
-    choices: [{ index, delta, logprobs: null, finish_reason: null }],
   };
 }
 

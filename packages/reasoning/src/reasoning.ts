@@ -5,6 +5,7 @@ import {
   type ChatCompletionRequest,
   type ChatTransform,
   type Middleware,
+  type ReasoningFields,
 } from '@tera-gw/core';
 
 export interface ReasoningOptions {
@@ -23,17 +24,16 @@ export interface ReasoningOptions {
   upstreamField?: 'reasoning' | 'reasoning_content' | 'drop';
 }
 
-type WithReasoning = { reasoning?: string | null; reasoning_content?: string | null };
 
 /** One text out of either field; when both are present they carry the same text (vLLM's alias), so `reasoning` wins. */
-function takeReasoning(target: WithReasoning): string | undefined {
+function takeReasoning(target: ReasoningFields): string | undefined {
   const text = target.reasoning ?? target.reasoning_content ?? undefined;
   delete target.reasoning;
   delete target.reasoning_content;
   return text ?? undefined;
 }
 
-function place(target: WithReasoning, text: string, output: NonNullable<ReasoningOptions['output']>): void {
+function place(target: ReasoningFields, text: string, output: NonNullable<ReasoningOptions['output']>): void {
   if (output === 'reasoning' || output === 'both') target.reasoning = text;
   if (output === 'reasoning_content' || output === 'both') target.reasoning_content = text;
 }
@@ -54,7 +54,7 @@ export function reasoningTransform(options: ReasoningOptions = {}): ChatTransfor
     },
     completion(body: ChatCompletion) {
       for (const choice of body.choices) {
-        const message = choice.message as WithReasoning;
+        const message = choice.message as ReasoningFields;
         if (message.reasoning === undefined && message.reasoning_content === undefined) continue;
         const text = takeReasoning(message);
         if (text !== undefined && output !== 'none') place(message, text, output);
@@ -63,7 +63,7 @@ export function reasoningTransform(options: ReasoningOptions = {}): ChatTransfor
     },
     chunk(chunk: ChatCompletionChunk) {
       for (const choice of chunk.choices) {
-        const delta = choice.delta as WithReasoning;
+        const delta = choice.delta as ReasoningFields;
         if (delta.reasoning == null && delta.reasoning_content == null) continue;
         const text = takeReasoning(delta);
         if (text !== undefined && output !== 'none') place(delta, text, output);

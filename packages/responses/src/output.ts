@@ -1,4 +1,12 @@
-import { countTextTokens, loadTokenizer, type ChatCompletion, type ChatCompletionChunk, type ErrorBody, type Usage } from '@tera-gw/core';
+import {
+  countTextTokens,
+  loadTokenizer,
+  newToolCallId,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ErrorBody,
+  type Usage,
+} from '@tera-gw/core';
 import { newId } from './ids.js';
 import type { ToolName } from './request.js';
 import type { FunctionCallItem, MessageItem, OutputItem, ReasoningItem, ResponseObject, ResponseUsage } from './types.js';
@@ -247,13 +255,7 @@ export class ResponsesStreamEncoder {
       let open = this.#calls.get(call.index);
       if (!open) {
         out += this.#close('completed');
-        const item = functionCall(
-          this.#settings,
-          call.id ?? `call_${newId('fc').slice(3, 27)}`,
-          call.function?.name ?? '',
-          '',
-          'in_progress',
-        );
+        const item = functionCall(this.#settings, call.id ?? newToolCallId(), call.function?.name ?? '', '', 'in_progress');
         const opened = this.#open(item);
         open = opened.open;
         this.#calls.set(call.index, open);

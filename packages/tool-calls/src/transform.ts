@@ -10,6 +10,8 @@ import {
   type Middleware,
   type RequestContext,
   type ToolCallDelta,
+  deriveChunk,
+  newToolCallId,
 } from '@tera-gw/core';
 import { checkArguments } from './validate-args.js';
 
@@ -40,31 +42,16 @@ interface CallState {
   held: string;
 }
 
-let idCounter = 0;
-/** An id in vLLM's style, for calls whose upstream delta carried none. */
-function newCallId(): string {
-  idCounter = (idCounter + 1) % 0xffffffff;
-  return `chatcmpl-tool-${Date.now().toString(16)}${process.pid.toString(16)}${idCounter.toString(16).padStart(8, '0')}`.padEnd(46, '0');
-}
-
 function invalidToolCall(problem: string): TeraError {
   return new TeraError(500, 'server_error', `The model produced an invalid tool call: ${problem}.`, { code: 'invalid_tool_call' });
 }
 
-function derive(
+const derive = (
   chunk: ChatCompletionChunk,
   choice: ChatCompletionChunk['choices'][number],
   delta: Record<string, unknown>,
   finish: string | null = null,
-): ChatCompletionChunk {
-  return {
-    id: chunk.id,
-    object: 'chat.completion.chunk',
-    created: chunk.created,
-    model: chunk.model,
-    choices: [{ index: choice.index, delta, logprobs: null, finish_reason: finish }],
-  };
-}
+) => deriveChunk(chunk, choice.index, delta, finish);
 
 /**
  * The stateful transform for one response: repairs streamed tool calls into OpenAI's shape
@@ -112,7 +99,7 @@ export function toolCallsTransform(
         state.held += fragment;
         return;
       }
-      state.id ??= newCallId();
+      state.id ??= newToolCallId();
       state.announced = true;
       out.push({ index: d.index, id: state.id, type: 'function', function: { name: state.name, arguments: '' } });
       const pending = state.held + fragment;
@@ -130,7 +117,7 @@ export function toolCallsTransform(
         const list = choice.message.tool_calls;
         if (!list?.length) continue;
         list.forEach((call, index) => {
-          if (!call.id) call.id = newCallId();
+          if (!call.id) call.id = newToolCallId();
           if (!call.type) call.type = 'function';
           calls.set(index, { index, id: call.id, name: call.function.name, args: call.function.arguments, announced: true, held: '' });
         });
@@ -165,7 +152,7 @@ export function toolCallsTransform(
               out.push(
                 derive(chunk, choice, {
                   tool_calls: [
-                    { index: c.index, id: c.id || newCallId(), type: 'function', function: { name: c.name, arguments: c.arguments } },
+                    { index: c.index, id: c.id || newToolCallId(), type: 'function', function: { name: c.name, arguments: c.arguments } },
                   ],
                 }),
               );
@@ -177,7 +164,7 @@ export function toolCallsTransform(
               out.push(
                 derive(chunk, choice, {
                   tool_calls: [
-                    { index: c.index, id: (c.id ??= newCallId()), type: 'function', function: { name: c.name, arguments: c.args } },
+                    { index: c.index, id: (c.id ??= newToolCallId()), type: 'function', function: { name: c.name, arguments: c.args } },
                   ],
                 }),
               );
