@@ -24,7 +24,6 @@ export interface ReasoningOptions {
   upstreamField?: 'reasoning' | 'reasoning_content' | 'drop';
 }
 
-
 /** One text out of either field; when both are present they carry the same text (vLLM's alias), so `reasoning` wins. */
 function takeReasoning(target: ReasoningFields): string | undefined {
   const text = target.reasoning ?? target.reasoning_content ?? undefined;
