@@ -323,35 +323,28 @@ export function vllm(options: VllmOptions): VllmAdapter {
           res.once('drain', () => response.resume());
         }
       };
-      const finish = () => {
-        if (settled) return;
+      /** The one teardown: true the first time (the caller then resolves or rejects), false after. */
+      const settle = (): boolean => {
+        if (settled) return false;
         settled = true;
         clearTimeout(idle);
         clearTimeout(total);
-        resolve();
+        return true;
+      };
+      const finish = () => {
+        if (settle()) resolve();
       };
       /** Before the first byte: retry elsewhere. After it: one error event, then the stream ends. */
       const fail = (fault: UpstreamFault, publicError?: TeraError, countsAgainstReplica = true) => {
         if (settled) return;
-        if (!started && !pending && countsAgainstReplica) {
-          settled = true;
-          clearTimeout(idle);
-          clearTimeout(total);
+        if (!started && !pending && (countsAgainstReplica || publicError)) {
+          // Nothing sent yet: a replica fault is retried elsewhere; anything else is an ordinary error response.
+          settle();
           response.destroy();
-          return reject(new Retryable(fault));
-        }
-        if (!started && !pending && publicError) {
-          // Nothing sent yet and not the replica's fault: an ordinary error response.
-          settled = true;
-          clearTimeout(idle);
-          clearTimeout(total);
-          response.destroy();
-          return reject(publicError);
+          return reject(countsAgainstReplica || !publicError ? new Retryable(fault) : publicError);
         }
         flush();
-        settled = true;
-        clearTimeout(idle);
-        clearTimeout(total);
+        settle();
         response.destroy();
         replica.breaker.recordFailure(fault);
         const error =
@@ -423,9 +416,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
       });
       response.once('error', (err) => {
         if (ctx.signal.aborted) {
-          settled = true;
-          clearTimeout(idle);
-          clearTimeout(total);
+          settle();
           return reject(new ClientGone());
         }
         if (!upstreamDone) fail(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
@@ -436,11 +427,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
       ctx.signal.addEventListener(
         'abort',
         () => {
-          if (settled) return;
-          settled = true;
-          clearTimeout(idle);
-          clearTimeout(total);
-          reject(new ClientGone());
+          if (settle()) reject(new ClientGone());
         },
         { once: true },
       );
