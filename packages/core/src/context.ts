@@ -29,7 +29,6 @@ export interface AuthenticatedKey {
   readonly limits?: { readonly concurrency?: number; readonly tokensPerSecond?: number };
 }
 
-/** What the upstream adapter records about how a request was served, for telemetry and usage. */
 /** One try against one replica, for telemetry's per-attempt spans. Times are `performance.now()` values. */
 export interface AttemptRecord {
   replica: string;
@@ -48,6 +47,7 @@ export interface RequestEvent {
   attributes?: Record<string, string | number | boolean>;
 }
 
+/** What the upstream adapter records about how a request was served, for telemetry and usage. */
 export interface UpstreamOutcome {
   replica?: string;
   attempts: number;

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { ServerResponse } from 'node:http';
 import {
   SpanKind,
@@ -59,7 +60,8 @@ export interface TelemetryStage extends Middleware {
 }
 
 const epochMs = (performanceTime: number) => performance.timeOrigin + performanceTime;
-const VERSION = '0.1.0';
+// The instrumentation version is the package's own, read from its package.json (shipped in every tarball).
+const VERSION = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 /** Collects the output text for `gen_ai.output.messages` when content recording is on. */
 function contentRecorder(): ChatTransform & { text(): string } {
