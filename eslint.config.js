@@ -2,8 +2,19 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  // scripts/pack-check/*.ts are apps compiled with strict tsc against the packed tarballs, outside the workspace.
-  { ignores: ['**/dist/**', '**/node_modules/**', '**/*.js', '**/*.mjs', 'bench-results/**', 'scripts/pack-check/**'] },
+  // scripts/pack-check/*.ts are apps compiled with strict tsc against the packed tarballs, outside the workspace;
+  // test/readme-samples/ holds the READMEs' samples, written by scripts/readme-samples.mjs and type-checked, not linted.
+  {
+    ignores: [
+      '**/dist/**',
+      '**/node_modules/**',
+      '**/*.js',
+      '**/*.mjs',
+      'bench-results/**',
+      'scripts/pack-check/**',
+      'test/readme-samples/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

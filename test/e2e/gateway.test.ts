@@ -66,7 +66,7 @@ describe.each<Framework>(['express', 'koa'])('the gateway mounted in %s, with th
     let sawContent = false;
     const acc = new ChatCompletionAccumulator();
     for await (const chunk of stream) {
-      acc.push(chunk as never);
+      acc.push(chunk);
       const delta = chunk.choices[0]?.delta as { content?: string; reasoning?: string } | undefined;
       if (delta?.reasoning) {
         expect(sawContent).toBe(false);

@@ -22,7 +22,9 @@ export class ChatCompletionAccumulator {
   private usage: Usage | undefined;
   private readonly choices = new Map<number, ChoiceState>();
 
-  push(chunk: ChatCompletionChunk): this {
+  /** A chunk as this gateway's types or the openai SDK's (`ChatCompletionChunk` of either) describe it. */
+  push(input: ChatCompletionChunk | { id: string; created: number; model: string; choices: readonly unknown[] }): this {
+    const chunk = input as ChatCompletionChunk;
     this.id ||= chunk.id;
     this.created ||= chunk.created;
     this.model ||= chunk.model;
