@@ -12,7 +12,24 @@ export {
   type TeraErrorType,
   type TeraErrorOptions,
 } from './errors.js';
-export * from './schema.js';
+export {
+  CONTEXT_LENGTH,
+  MAX_OUTPUT_TOKENS,
+  chatCompletionRequestSchema,
+  type ChatCompletion,
+  type ChatCompletionChunk,
+  type ChatCompletionMessage,
+  type ChatCompletionRequest,
+  type ChatMessage,
+  type ChatTool,
+  type ChatToolChoice,
+  type ChunkChoice,
+  type FinishReason,
+  type ResponseFormat,
+  type ToolCall,
+  type ToolCallDelta,
+  type Usage,
+} from './schema.js';
 export {
   context,
   createContext,

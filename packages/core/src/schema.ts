@@ -269,15 +269,6 @@ export const chatCompletionChunkSchema = z.looseObject({
   usage: usageSchema.nullish(),
 });
 
-export const errorBodySchema = z.object({
-  error: z.object({
-    message: z.string(),
-    type: z.string(),
-    code: z.union([z.string(), z.number()]).nullable(),
-    param: z.string().nullable(),
-  }),
-});
-
 export type ChatCompletion = z.infer<typeof chatCompletionSchema>;
 export type ChatCompletionMessage = ChatCompletion['choices'][number]['message'];
 export type ChatCompletionChunk = z.infer<typeof chatCompletionChunkSchema>;

@@ -1,14 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  CONTEXT_LENGTH,
-  GPT_OSS_20B,
-  issueToError,
-  lenientChatCompletionRequestSchema,
-  loadTokenizer,
-  readBody,
-  type ChatCompletionRequest,
-} from '@tera-gw/core';
+import { CONTEXT_LENGTH, GPT_OSS_20B, issueToError, loadTokenizer, readBody, type ChatCompletionRequest } from '@tera-gw/core';
+import { lenientChatCompletionRequestSchema } from '@tera-gw/core/internal';
 import { KvCache } from './kv-cache.js';
 import { SimMetrics } from './metrics.js';
 import { applyHarmonyLeaks, planResponse, type Plan, type TokenPiece } from './plan.js';
