@@ -126,6 +126,18 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     for (const r of replicaSource?.() ?? []) result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
   });
 
+  /** What every step of a request's end reads, computed once. */
+  interface Ending {
+    ctx: RequestContext;
+    end: number;
+    status: number;
+    aborted: boolean;
+    requestModel: string;
+    failure: string | undefined;
+    metricAttrs: Attributes;
+  }
+
+  /** The request ended (answered, failed or the client left): span, attempt spans, metrics, usage record, in that order. */
   function finish(
     ctx: RequestContext,
     res: ServerResponse,
@@ -133,99 +145,122 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     parent: Context,
     recorder: ReturnType<typeof contentRecorder> | undefined,
   ): void {
-    const end = performance.now();
-    const body = ctx.body;
-    const usage = ctx.usage;
-    const upstream = ctx.upstream;
     const status = res.statusCode;
-    const aborted = ctx.signal.aborted;
-    const requestModel = body?.model ?? model;
-    const failure = upstream?.error?.type ?? (status >= 400 ? (ctx.errorType ?? 'server_error') : undefined);
+    const requestModel = ctx.body?.model ?? model;
     const metricAttrs: Attributes = {
       [ATTR.operationName]: OPERATION_CHAT,
       [ATTR.providerName]: PROVIDER,
       [ATTR.requestModel]: requestModel,
     };
     if (legacyNames) metricAttrs[ATTR.system] = PROVIDER;
-
+    const ending: Ending = {
+      ctx,
+      end: performance.now(),
+      status,
+      aborted: ctx.signal.aborted,
+      requestModel,
+      failure: ctx.upstream?.error?.type ?? (status >= 400 ? (ctx.errorType ?? 'server_error') : undefined),
+      metricAttrs,
+    };
     if (span.isRecording()) {
-      const a: Attributes = { ...metricAttrs, [ATTR.requestId]: ctx.id, [ATTR.httpStatus]: status };
-      if (ctx.key) a[ATTR.keyId] = ctx.key.id;
-      if (body) {
-        const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-        if (maxTokens != null) a[ATTR.requestMaxTokens] = maxTokens;
-        if (body.temperature != null) a[ATTR.requestTemperature] = body.temperature;
-        if (body.top_p != null) a[ATTR.requestTopP] = body.top_p;
-        if (body.top_k != null) a[ATTR.requestTopK] = body.top_k;
-        if (body.seed != null) a[ATTR.requestSeed] = body.seed;
-        if (body.frequency_penalty != null) a[ATTR.requestFrequencyPenalty] = body.frequency_penalty;
-        if (body.presence_penalty != null) a[ATTR.requestPresencePenalty] = body.presence_penalty;
-        if (body.stop != null) a[ATTR.requestStopSequences] = typeof body.stop === 'string' ? [body.stop] : body.stop;
-        a[ATTR.requestChoiceCount] = 1;
-        a[ATTR.outputType] = body.response_format && body.response_format.type !== 'text' ? 'json' : 'text';
-        a[ATTR.stream] = body.stream === true;
-        if (options.recordContent) a[ATTR.inputMessages] = JSON.stringify(body.messages);
-      }
-      if (upstream) {
-        a[ATTR.attempts] = upstream.attempts;
-        if (upstream.replica) a[ATTR.replica] = upstream.replica;
-        if (upstream.responseId) a[ATTR.responseId] = upstream.responseId;
-        if (upstream.finishReason) a[ATTR.responseFinishReasons] = [upstream.finishReason];
-        a[ATTR.responseModel] = requestModel;
-      }
-      if (usage) {
-        a[ATTR.usageInputTokens] = usage.prompt_tokens;
-        a[ATTR.usageOutputTokens] = usage.completion_tokens;
-        const reasoning = usage.completion_tokens_details?.reasoning_tokens;
-        if (reasoning != null) a[ATTR.reasoningTokens] = reasoning;
-        const cached = usage.prompt_tokens_details?.cached_tokens;
-        if (cached != null) a[ATTR.cachedTokens] = cached;
-        a[ATTR.costUSD] = costUSD(usage);
-      }
-      if (ctx.toolCalls?.length) {
-        a[ATTR.toolCalls] = ctx.toolCalls.length;
-        a[ATTR.toolCallsInvalid] = ctx.toolCalls.filter((c) => !c.valid).length;
-        a[ATTR.toolNames] = ctx.toolCalls.map((c) => c.name);
-      }
-      if (aborted) a[ATTR.clientAborted] = true;
-      if (recorder) a[ATTR.outputMessages] = JSON.stringify([{ role: 'assistant', content: recorder.text() }]);
-      if (failure) a[ATTR.errorType] = failure;
-      span.setAttributes(a);
-      if (body && body.model !== model) span.updateName(`${OPERATION_CHAT} ${body.model}`);
+      span.setAttributes(spanAttributes(ending, recorder));
+      if (ctx.body && ctx.body.model !== model) span.updateName(`${OPERATION_CHAT} ${ctx.body.model}`);
       for (const event of ctx.events ?? []) span.addEvent(event.name, event.attributes, epochMs(event.time));
       if (ctx.repairs)
         for (const [kind, count] of Object.entries(ctx.repairs))
           span.addEvent('tera.repair', { 'tera.repair.kind': kind, 'tera.repair.count': count });
-      const parentCtx = trace.setSpan(parent, span);
-      for (const [i, attempt] of (upstream?.attemptLog ?? []).entries()) {
-        const url = new URL(attempt.replica);
-        const child = tracer.startSpan(
-          `${OPERATION_CHAT} ${requestModel}`,
-          {
-            kind: SpanKind.CLIENT,
-            startTime: epochMs(attempt.start),
-            attributes: {
-              [ATTR.operationName]: OPERATION_CHAT,
-              [ATTR.providerName]: PROVIDER,
-              [ATTR.requestModel]: requestModel,
-              [ATTR.serverAddress]: url.hostname,
-              [ATTR.serverPort]: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
-              [ATTR.attempt]: i + 1,
-              ...(attempt.status !== undefined ? { [ATTR.httpStatus]: attempt.status } : {}),
-            },
-          },
-          parentCtx,
-        );
-        if (attempt.outcome === 'retried' || attempt.outcome === 'failed') {
-          child.setAttribute(ATTR.errorType, attempt.status !== undefined ? String(attempt.status) : 'upstream_fault');
-          child.setStatus({ code: SpanStatusCode.ERROR, message: attempt.error ?? attempt.outcome });
-        }
-        child.end(epochMs(attempt.end ?? end));
-      }
-      if (failure && !aborted) span.setStatus({ code: SpanStatusCode.ERROR, message: failure });
+      recordAttemptSpans(ending, trace.setSpan(parent, span));
+      if (ending.failure && !ending.aborted) span.setStatus({ code: SpanStatusCode.ERROR, message: ending.failure });
     }
-    span.end(epochMs(end));
+    span.end(epochMs(ending.end));
+    recordMetrics(ending);
+    emitUsageRecord(ending);
+  }
 
+  /** The request span's GenAI attributes: request settings, response, usage, tool calls, outcome. */
+  function spanAttributes(ending: Ending, recorder: ReturnType<typeof contentRecorder> | undefined): Attributes {
+    const { ctx, status, metricAttrs, requestModel, failure, aborted } = ending;
+    const body = ctx.body;
+    const upstream = ctx.upstream;
+    const usage = ctx.usage;
+    const a: Attributes = { ...metricAttrs, [ATTR.requestId]: ctx.id, [ATTR.httpStatus]: status };
+    if (ctx.key) a[ATTR.keyId] = ctx.key.id;
+    if (body) {
+      const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+      if (maxTokens != null) a[ATTR.requestMaxTokens] = maxTokens;
+      if (body.temperature != null) a[ATTR.requestTemperature] = body.temperature;
+      if (body.top_p != null) a[ATTR.requestTopP] = body.top_p;
+      if (body.top_k != null) a[ATTR.requestTopK] = body.top_k;
+      if (body.seed != null) a[ATTR.requestSeed] = body.seed;
+      if (body.frequency_penalty != null) a[ATTR.requestFrequencyPenalty] = body.frequency_penalty;
+      if (body.presence_penalty != null) a[ATTR.requestPresencePenalty] = body.presence_penalty;
+      if (body.stop != null) a[ATTR.requestStopSequences] = typeof body.stop === 'string' ? [body.stop] : body.stop;
+      a[ATTR.requestChoiceCount] = 1;
+      a[ATTR.outputType] = body.response_format && body.response_format.type !== 'text' ? 'json' : 'text';
+      a[ATTR.stream] = body.stream === true;
+      if (options.recordContent) a[ATTR.inputMessages] = JSON.stringify(body.messages);
+    }
+    if (upstream) {
+      a[ATTR.attempts] = upstream.attempts;
+      if (upstream.replica) a[ATTR.replica] = upstream.replica;
+      if (upstream.responseId) a[ATTR.responseId] = upstream.responseId;
+      if (upstream.finishReason) a[ATTR.responseFinishReasons] = [upstream.finishReason];
+      a[ATTR.responseModel] = requestModel;
+    }
+    if (usage) {
+      a[ATTR.usageInputTokens] = usage.prompt_tokens;
+      a[ATTR.usageOutputTokens] = usage.completion_tokens;
+      const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+      if (reasoning != null) a[ATTR.reasoningTokens] = reasoning;
+      const cached = usage.prompt_tokens_details?.cached_tokens;
+      if (cached != null) a[ATTR.cachedTokens] = cached;
+      a[ATTR.costUSD] = costUSD(usage);
+    }
+    if (ctx.toolCalls?.length) {
+      a[ATTR.toolCalls] = ctx.toolCalls.length;
+      a[ATTR.toolCallsInvalid] = ctx.toolCalls.filter((c) => !c.valid).length;
+      a[ATTR.toolNames] = ctx.toolCalls.map((c) => c.name);
+    }
+    if (aborted) a[ATTR.clientAborted] = true;
+    if (recorder) a[ATTR.outputMessages] = JSON.stringify([{ role: 'assistant', content: recorder.text() }]);
+    if (failure) a[ATTR.errorType] = failure;
+    return a;
+  }
+
+  /** One CLIENT span per upstream attempt, under the request span. */
+  function recordAttemptSpans(ending: Ending, parentCtx: Context): void {
+    const { ctx, requestModel, end } = ending;
+    for (const [i, attempt] of (ctx.upstream?.attemptLog ?? []).entries()) {
+      const url = new URL(attempt.replica);
+      const child = tracer.startSpan(
+        `${OPERATION_CHAT} ${requestModel}`,
+        {
+          kind: SpanKind.CLIENT,
+          startTime: epochMs(attempt.start),
+          attributes: {
+            [ATTR.operationName]: OPERATION_CHAT,
+            [ATTR.providerName]: PROVIDER,
+            [ATTR.requestModel]: requestModel,
+            [ATTR.serverAddress]: url.hostname,
+            [ATTR.serverPort]: Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+            [ATTR.attempt]: i + 1,
+            ...(attempt.status !== undefined ? { [ATTR.httpStatus]: attempt.status } : {}),
+          },
+        },
+        parentCtx,
+      );
+      if (attempt.outcome === 'retried' || attempt.outcome === 'failed') {
+        child.setAttribute(ATTR.errorType, attempt.status !== undefined ? String(attempt.status) : 'upstream_fault');
+        child.setStatus({ code: SpanStatusCode.ERROR, message: attempt.error ?? attempt.outcome });
+      }
+      child.end(epochMs(attempt.end ?? end));
+    }
+  }
+
+  function recordMetrics(ending: Ending): void {
+    const { ctx, end, failure, metricAttrs, status, aborted } = ending;
+    const usage = ctx.usage;
+    const upstream = ctx.upstream;
     const seconds = (end - ctx.startTime) / 1000;
     const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
     duration.record(seconds, outcomeAttrs);
@@ -238,12 +273,19 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const firstByte = upstream?.firstByteMs;
     if (firstByte !== undefined && !failure) {
       ttft.record(firstByte / 1000, metricAttrs);
-      if (usage && usage.completion_tokens > 1 && body?.stream)
+      if (usage && usage.completion_tokens > 1 && ctx.body?.stream)
         perToken.record((seconds - firstByte / 1000) / (usage.completion_tokens - 1), metricAttrs);
     }
     if (ctx.repairs) for (const [kind, count] of Object.entries(ctx.repairs)) repairs.add(count, { 'tera.repair.kind': kind });
+  }
 
-    if (options.onUsage && upstream && upstream.attempts > 0) {
+  /** Once per request that reached an upstream; a throwing hook is logged, never allowed to break the request's end. */
+  function emitUsageRecord(ending: Ending): void {
+    const { ctx, end, status, aborted, requestModel } = ending;
+    const upstream = ctx.upstream;
+    const usage = ctx.usage;
+    if (!options.onUsage || !upstream || upstream.attempts === 0) return;
+    try {
       options.onUsage({
         requestId: ctx.id,
         keyId: ctx.key?.id,
@@ -259,11 +301,13 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         aborted,
         attempts: upstream.attempts,
         replica: upstream.replica,
-        stream: body?.stream === true,
+        stream: ctx.body?.stream === true,
         startedAt: new Date(epochMs(ctx.startTime)),
         durationMs: end - ctx.startTime,
-        timeToFirstByteMs: firstByte,
+        timeToFirstByteMs: upstream.firstByteMs,
       });
+    } catch (err) {
+      console.error(`@tera-gw/telemetry: onUsage threw for request ${ctx.id}:`, err);
     }
   }
 
