@@ -8,6 +8,21 @@ import { applyHarmonyLeaks, planResponse, type Plan, type TokenPiece } from './p
 import { randomHex } from './prng.js';
 import { FAULTS, type Fault, type RuntimeConfig, type SimulatorOptions, type ToolCallQuirk } from './options.js';
 
+/** One request's generation, decided up front: what both answer paths need. */
+interface Generation {
+  res: ServerResponse;
+  body: ChatCompletionRequest;
+  plan: Plan;
+  id: string;
+  quirks: Set<ToolCallQuirk>;
+  fault: Fault | undefined;
+  signal: AbortSignal;
+  /** Tokens emitted so far (for the abort counters). */
+  onTokens: (n: number) => void;
+  started: number;
+  prefillMs: number;
+}
+
 export interface SimulatorHandle {
   /** Base URL, e.g. `http://127.0.0.1:8001` (no `/v1`). */
   readonly url: string;
@@ -197,31 +212,45 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (options.enablePromptTokensDetails) plan.cachedTokens = cached;
     // Prefill runs over the prompt tokens the prefix cache does not hold.
     const prefillMs = ((plan.promptTokens - cached) * prefillUsPerToken) / 1000;
+    const generation: Generation = {
+      res,
+      body,
+      plan,
+      id,
+      quirks,
+      fault,
+      signal: aborter.signal,
+      onTokens: (n) => (emittedTokens += n),
+      started,
+      prefillMs,
+    };
     try {
-      if (body.stream) {
-        await stream(res, body, plan, id, quirks, fault, aborter.signal, (n) => (emittedTokens += n), started, prefillMs);
-      } else {
-        await sleep(prefillMs + state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), aborter.signal);
-        if (aborter.signal.aborted) return;
-        metrics.observeTTFT((performance.now() - started) / 1000);
-        const payload = JSON.stringify(completion(body, plan, id));
-        if (fault === 'drop-mid-stream' || fault === 'malformed-sse') {
-          res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
-          res.write(payload.slice(0, Math.floor(payload.length / 2)));
-          if (fault === 'drop-mid-stream') res.destroy();
-          else res.end();
-          return;
-        }
-        if (fault === 'stall') {
-          res.writeHead(200, { 'content-type': 'application/json' });
-          return;
-        }
-        sendJSON(res, 200, payload);
-      }
-      finish(plan.finishReason === 'length' ? 'length' : 'stop');
+      const done = body.stream ? await stream(generation) : await respond(generation);
+      if (done) finish(plan.finishReason === 'length' ? 'length' : 'stop');
     } finally {
       leave();
     }
+  }
+
+  /** A non-streamed answer after the whole generation's time; faults cut or stall it. False when it did not finish. */
+  async function respond({ res, body, plan, id, fault, signal, started, prefillMs }: Generation): Promise<boolean> {
+    await sleep(prefillMs + state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), signal);
+    if (signal.aborted) return false;
+    metrics.observeTTFT((performance.now() - started) / 1000);
+    const payload = JSON.stringify(completion(body, plan, id));
+    if (fault === 'drop-mid-stream' || fault === 'malformed-sse') {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+      res.write(payload.slice(0, Math.floor(payload.length / 2)));
+      if (fault === 'drop-mid-stream') res.destroy();
+      else res.end();
+      return false;
+    }
+    if (fault === 'stall') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return false;
+    }
+    sendJSON(res, 200, payload);
+    return true;
   }
 
   function reasoningDelta(text: string): Record<string, string> {
@@ -340,21 +369,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     return events;
   }
 
-  async function stream(
-    res: ServerResponse,
-    body: ChatCompletionRequest,
-    plan: Plan,
-    id: string,
-    quirks: Set<ToolCallQuirk>,
-    fault: Fault | undefined,
-    signal: AbortSignal,
-    onTokens: (n: number) => void,
-    started: number,
-    prefillMs: number,
-  ): Promise<void> {
+  /** The streamed answer, paced; faults cut, stall or corrupt it. False when it did not finish. */
+  async function stream({ res, body, plan, id, quirks, fault, signal, onTokens, started, prefillMs }: Generation): Promise<boolean> {
     const events = streamEvents(body, plan, id, quirks);
     await sleep(prefillMs + state.ttftMs, signal);
-    if (signal.aborted) return;
+    if (signal.aborted) return true;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     metrics.observeTTFT((performance.now() - started) / 1000);
     const cutAt = fault === 'drop-mid-stream' ? 3 : fault === 'stall' || fault === 'malformed-sse' ? 2 : Infinity;
@@ -365,16 +384,20 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         onTokens(tokens);
       }
       res.end(all);
-      return;
+      return true;
     }
     for (let i = 0; i < events.length; i++) {
-      if (signal.aborted) return;
+      if (signal.aborted) return true;
       if (i === cutAt) {
         // Let the chunks already written reach the client before the connection drops, as a crashed engine would.
-        if (fault === 'drop-mid-stream') return void setTimeout(() => res.destroy(), 20);
-        if (fault === 'stall') return new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+        if (fault === 'drop-mid-stream') {
+          setTimeout(() => res.destroy(), 20);
+          return true;
+        }
+        if (fault === 'stall')
+          return new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(true), { once: true }));
         res.end('data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":"oo\n\ndata: [DONE]\n\n');
-        return;
+        return true;
       }
       const [text, tokens] = events[i]!;
       res.write(text);
@@ -382,6 +405,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       if (tokens > 0 && i > 1) await sleep(state.itlMs, signal);
     }
     res.end();
+    return true;
   }
 
   /** vLLM's `/tokenize` (`{prompt}` or `{messages}` -> `{count, max_model_len, tokens, token_strs}`) and `/detokenize` (`{tokens}` -> `{prompt}`). */
