@@ -9,6 +9,7 @@ import { createGateway } from '@tera-gw/gateway';
 import type { UsageRecord } from '@tera-gw/telemetry';
 import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
+import { sseData } from '../helpers/sse.js';
 
 /**
  * Faults against real simulator processes. For each: the caller gets exactly one well-formed
@@ -71,9 +72,9 @@ const call = (body: object = {}, headers: Record<string, string> = {}, signal?: 
 async function outcome(res: Response): Promise<'complete' | 'error-response' | 'stream-error'> {
   const text = await res.text();
   if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
-    const events = text.split('\n\n').filter(Boolean);
-    const errors = events.filter((e) => e.startsWith('data: {"error"'));
-    if (events.at(-1) === 'data: [DONE]') {
+    const events = sseData(text);
+    const errors = events.filter((e) => e.startsWith('{"error"'));
+    if (events.at(-1) === '[DONE]') {
       expect(errors).toHaveLength(0);
       return 'complete';
     }

@@ -3,7 +3,7 @@ import { ReplicaBreaker, UpstreamFault } from '../src/index.js';
 
 const fault = () => Promise.reject(new UpstreamFault('status', 'replica answered 500', 500));
 const ok = () => Promise.resolve('ok');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep } from '../../../test/helpers/wait.js';
 
 describe('ReplicaBreaker', () => {
   it('opens after consecutive upstream faults, half-opens after the reset timeout, a good probe closes it', async () => {

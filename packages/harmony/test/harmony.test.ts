@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createContext, transformSSE, type ChatCompletion, type ChatCompletionChunk, type ChatTool } from '@tera-gw/core';
 import { reasoningTransform } from '@tera-gw/reasoning';
 import { accumulateChunks, toolCallsTransform } from '@tera-gw/tool-calls';
+import { sseData } from '../../../test/helpers/sse.js';
 import { harmonyTransform } from '../src/index.js';
 
 const tools: ChatTool[] = [
@@ -42,10 +43,9 @@ async function throughGateway(parts: Uint8Array[]): Promise<ChatCompletionChunk[
     transformSSE(source, [harmonyTransform(request), reasoningTransform(), toolCallsTransform(request)], ctx),
   ).text();
   expect(text.endsWith('data: [DONE]\n\n')).toBe(true);
-  return text
-    .split('\n\n')
-    .filter((e) => e && e !== 'data: [DONE]')
-    .map((e) => JSON.parse(e.slice(6)) as ChatCompletionChunk);
+  return sseData(text)
+    .filter((d) => d !== '[DONE]')
+    .map((d) => JSON.parse(d) as ChatCompletionChunk);
 }
 
 function nonStreaming(content: string, opts: { reasoning?: string; toolName?: string } = {}): ChatCompletion {

@@ -3,6 +3,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countPromptTokens, countTextTokens } from '@tera-gw/core';
 import { startSimulator, type SimulatorHandle } from '../src/index.js';
+import { sseData } from '../../../test/helpers/sse.js';
 
 let sim: SimulatorHandle;
 let client: OpenAI;
@@ -47,12 +48,7 @@ async function rawSSE(body: object, headers: Record<string, string> = {}) {
   return { res, text: await res.text() };
 }
 
-function events(text: string): string[] {
-  return text
-    .split('\n\n')
-    .filter(Boolean)
-    .map((e) => e.slice('data: '.length));
-}
+const events = sseData;
 
 describe('non-streaming', () => {
   it('answers with reasoning then content, and usage counted with o200k_harmony', async () => {

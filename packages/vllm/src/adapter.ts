@@ -115,7 +115,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     .filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
   const replicas = options.replicas.map((url) => new Replica(url, options.breaker));
-  for (const r of replicas) r.breaker.on('state', (replica, state) => events.emit('breaker', replica, state));
+  for (const r of replicas) r.breaker.on('state', (_replica, state) => events.emit('breaker', r.id, state));
   const monitor = new HealthMonitor(replicas, options.health === false ? false : (options.health ?? {}), options.apiKey, (r) =>
     events.emit('replicaState', r.id, r.state),
   );

@@ -5,6 +5,8 @@ import OpenAI from 'openai';
 import { errorHandler, requestId, validate, type ValidateOptions } from '@tera-gw/core';
 import { vllm, type VllmAdapter, type VllmOptions } from '../src/index.js';
 
+import { sseData } from '../../../test/helpers/sse.js';
+
 export { spawnSim, type SimProcess } from '../../../test/helpers/processes.js';
 
 export interface TestGateway {
@@ -38,21 +40,9 @@ export async function startGateway(options: VllmOptions, validateOptions: Valida
 }
 
 export const model = 'openai/gpt-oss-20b';
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-export async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
-}
+export { sleep, until } from '../../../test/helpers/wait.js';
 
 /** Reads an SSE response body into its data payloads. */
 export async function sseEvents(res: Response): Promise<string[]> {
-  const text = await res.text();
-  return text
-    .split('\n\n')
-    .filter(Boolean)
-    .map((e) => e.replace(/^data: /, ''));
+  return sseData(await res.text());
 }
