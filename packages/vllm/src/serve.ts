@@ -1,0 +1,162 @@
+import type { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ReplicaBreaker, UpstreamFault } from '@tera-gw/circuit-breaker';
+import {
+  applyRequestTransforms,
+  context,
+  recordEvent,
+  sendError,
+  serverError,
+  serviceUnavailable,
+  toPublicUpstreamError,
+  type AttemptRecord,
+  type UpstreamOutcome,
+} from '@tera-gw/core';
+import type { RouteRequest, Router } from '@tera-gw/router';
+import type { AdapterEvents } from './adapter.js';
+import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
+import { relayCompletion, relayStream, Retryable } from './relay.js';
+import type { Replica } from './replica.js';
+
+export interface ServeDeps {
+  replicas: readonly Replica[];
+  router: Router;
+  maxAttempts: number;
+  timeouts: Timeouts;
+  events: EventEmitter<AdapterEvents>;
+  /** Headers every upstream request carries (content type, the upstream key). */
+  baseHeaders: Readonly<Record<string, string>>;
+  /** Caller headers passed on, lower-case. */
+  forwardHeaders: readonly string[];
+  retryAfter: number;
+}
+
+/**
+ * The retry loop: picks a replica (router, breaker, health), sends the attempt, retries replica
+ * faults on another replica before the first byte reached the client, and relays the answer.
+ */
+export function createServe(deps: ServeDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+  const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter } = deps;
+  function candidates(tried: ReadonlySet<Replica>): Replica[] {
+    const out: Replica[] = [];
+    for (const r of replicas) if (!tried.has(r) && r.available) out.push(r);
+    return out;
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = context(req, res);
+    if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
+    const body = applyRequestTransforms(ctx.body, ctx);
+    const streaming = body.stream === true;
+    const callerWantsUsage = body.stream_options?.include_usage === true;
+    // Usage is always asked for upstream so it is known for limits and billing; the caller sees the usage chunk only if it asked.
+    const upstreamBody = streaming ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : body;
+    const payload = Buffer.from(JSON.stringify(upstreamBody));
+    const headers: Record<string, string> = { ...baseHeaders, 'x-request-id': ctx.id };
+    for (const name of forwardHeaders) {
+      const value = req.headers[name];
+      if (typeof value === 'string') headers[name] = value;
+    }
+    const deadline = performance.now() + timeouts.totalMs;
+    const tried = new Set<Replica>();
+    const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body };
+    const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
+    let lastFault: UpstreamFault | undefined;
+    let staleRetries = 0;
+
+    while (outcome.attempts < maxAttempts) {
+      if (ctx.signal.aborted) return;
+      const replica = router.pick(route, candidates(tried));
+      if (!replica) break;
+      router.record?.(route, replica);
+      tried.add(replica);
+      outcome.attempts++;
+      Object.assign(outcome, { replica: replica.id });
+      events.emit('attempt', ctx, replica.id, outcome.attempts);
+      const record: AttemptRecord = { replica: replica.id, start: performance.now(), outcome: 'ok' };
+      (outcome.attemptLog ??= []).push(record);
+      const breakerBefore = replica.breaker.state;
+      replica.inFlight++;
+      try {
+        const { response, request } = await replica.breaker.run(async () => {
+          const attempt = await sendAttempt(replica, payload, headers, timeouts, ctx.signal);
+          const status = attempt.response.statusCode ?? 0;
+          if (status >= 500) {
+            const text = await readResponse(attempt.response, timeouts.idleMs, deadline, ctx.signal).catch(() => Buffer.alloc(0));
+            throw new UpstreamFault('status', `replica answered ${status}: ${text.toString('utf8').slice(0, 200)}`, status);
+          }
+          return attempt;
+        });
+        const status = response.statusCode ?? 0;
+        record.status = status;
+        if (status >= 400) {
+          const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(text.toString('utf8'));
+          } catch {
+            parsed = { message: text.toString('utf8').slice(0, 500) };
+          }
+          return sendError(res, toPublicUpstreamError(status, parsed));
+        }
+        const onAbort = () => request.destroy();
+        ctx.signal.addEventListener('abort', onAbort, { once: true });
+        try {
+          if (streaming) await relayStream(deps, response, res, ctx, replica, callerWantsUsage, deadline);
+          else await relayCompletion(deps, response, res, ctx, deadline);
+        } finally {
+          ctx.signal.removeEventListener('abort', onAbort);
+        }
+        return;
+      } catch (err) {
+        record.end = performance.now();
+        if (err instanceof ClientGone || ctx.signal.aborted) {
+          record.outcome = 'aborted';
+          events.emit('clientAbort', ctx);
+          return;
+        }
+        const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
+        if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
+        if (fault) {
+          if (fault.staleSocket && staleRetries++ < 2) {
+            // The server closed an idle keep-alive socket just as it was reused: the request never ran. Same replica, no attempt spent.
+            outcome.attemptLog.pop();
+            tried.delete(replica);
+            outcome.attempts--;
+            continue;
+          }
+          lastFault = fault;
+          record.outcome = 'retried';
+          record.error = fault.message;
+          if (fault.status !== undefined) record.status = fault.status;
+          recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': fault.kind, 'tera.attempt': outcome.attempts });
+          if (replica.breaker.state !== breakerBefore)
+            recordEvent(ctx, 'tera.breaker.state_change', { 'tera.replica': replica.id, 'tera.breaker.state': replica.breaker.state });
+          events.emit('retry', ctx, replica.id, fault);
+          continue;
+        }
+        if (ReplicaBreaker.isRejection(err)) {
+          // The breaker opened (or its half-open probe slot was taken) since the pick: not an attempt.
+          outcome.attemptLog.pop();
+          outcome.attempts--;
+          continue;
+        }
+        record.outcome = 'failed';
+        record.error = err instanceof Error ? err.message : String(err);
+        throw err;
+      } finally {
+        record.end ??= performance.now();
+        replica.inFlight--;
+      }
+    }
+    if (lastFault) {
+      throw serverError(
+        `The model server failed after ${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}: ${lastFault.message}.`,
+        'upstream_error',
+        lastFault,
+      );
+    }
+    throw serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
+  }
+  return serve;
+}
