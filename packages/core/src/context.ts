@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorBody } from './errors.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './schema.js';
@@ -110,13 +111,21 @@ export interface RequestContext {
 }
 
 const contexts = new WeakMap<IncomingMessage, RequestContext>();
-let counter = 0;
-const idPrefix = `req_${process.pid.toString(36)}${Date.now().toString(36)}`;
+// Request ids reach every caller: random (96 bits from a pooled buffer, one crypto call per 256 ids),
+// so they tell neither which process answered nor how much traffic the gateway serves.
+const ID_BYTES = 12;
+let idPool = Buffer.alloc(0);
+let idOffset = 0;
 
-/** A unique request id: cheap (no crypto per request), unique per process start and request. */
+/** A unique request id, `req_` and 24 hex digits. */
 export function newRequestId(): string {
-  counter = (counter + 1) % Number.MAX_SAFE_INTEGER;
-  return `${idPrefix}${counter.toString(36).padStart(6, '0')}`;
+  if (idOffset + ID_BYTES > idPool.length) {
+    idPool = randomBytes(ID_BYTES * 256);
+    idOffset = 0;
+  }
+  const id = `req_${idPool.toString('hex', idOffset, idOffset + ID_BYTES)}`;
+  idOffset += ID_BYTES;
+  return id;
 }
 
 function runCleanups(ctx: RequestContext): void {

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
+import { newRequestId } from '../src/index.js';
 import { coreApp } from './app.js';
 
 const app = coreApp();
@@ -67,8 +68,18 @@ describe('models, unknown paths, request ids', () => {
       request(app).get('/v1/boom'),
     ]);
     const ids = responses.map((r) => r.headers['x-tera-request-id']);
-    for (const id of ids) expect(id).toMatch(/^req_[0-9a-z]+$/);
+    for (const id of ids) expect(id).toMatch(/^req_[0-9a-f]{24}$/);
     expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it('request ids reveal neither the process nor the traffic: consecutive ids share no prefix', () => {
+    const ids = Array.from({ length: 2000 }, () => newRequestId());
+    expect(new Set(ids).size).toBe(ids.length);
+    let sharedPrefixes = 0;
+    for (let i = 1; i < ids.length; i++) if (ids[i]!.slice(0, 10) === ids[i - 1]!.slice(0, 10)) sharedPrefixes++;
+    // Random ids share their first 6 hex digits by chance about once in 16 million pairs; a counter would share them always.
+    expect(sharedPrefixes).toBe(0);
+    expect(ids.some((id) => id.includes(process.pid.toString(36)) && id.includes(process.pid.toString(16)))).toBe(false);
   });
 
   it('runs on the Node the repository pins', () => {
