@@ -87,6 +87,11 @@ export interface RequestContext {
   promptTokens?: number;
   /** An upper bound on prompt tokens that is free to compute: the body's byte length. */
   promptTokenEstimate?: number;
+  /**
+   * The exact context-length check, left by validation for the upstream stage to run once the
+   * cheap checks (scope, rate limits) have passed: counting is the one costly step of a request.
+   */
+  promptCheck?: () => Promise<void>;
   key?: AuthenticatedKey;
   /** The active span of the telemetry stage, kept opaque here so core does not depend on OpenTelemetry. */
   span?: unknown;

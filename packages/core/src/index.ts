@@ -84,9 +84,21 @@ export {
   issueToError,
   formatParam,
   contextLengthExceeded,
+  MAX_JSON_DEPTH,
   type ValidateOptions,
 } from './validate.js';
-export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText } from './tokens.js';
+export {
+  compileSchema,
+  stepBudget,
+  SchemaTooComplex,
+  DEFAULT_SCHEMA_LIMITS,
+  DEFAULT_STEP_BUDGET,
+  type CompiledSchema,
+  type SchemaCheck,
+  type SchemaLimits,
+  type StepBudget,
+} from './json-schema.js';
+export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText, type CountOptions } from './tokens.js';
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';

@@ -17,10 +17,11 @@ export function loadTokenizer(): Promise<Encoding> {
   return loading;
 }
 
-// BPE merges are quadratic in the length of one pre-token: 200 KB of 'a' took 17 s. Runs
-// without white space longer than this are counted in slices (a few extra tokens at most),
-// which keeps a hostile prompt linear.
-const LONG_RUN = /(\S{256,})/;
+// BPE merges are quadratic in the length of one pre-token: 200 KB of 'a' took 17 s, and
+// o200k's pre-tokenizer makes one pre-token of a whole run of white space (120,000 spaces:
+// 8.8 s). Runs of either kind longer than this are counted in slices (a few extra tokens
+// at most), which keeps a hostile prompt linear.
+const LONG_RUN = /(\S{256,}|\s{256,})/;
 const SLICE = 128;
 
 /** Tokens of `text` as plain text. Requires `loadTokenizer()` to have finished. */
@@ -57,15 +58,64 @@ const TOKENS_PER_MESSAGE = 4;
 // The system header vLLM renders for gpt-oss (identity, date, reasoning level, channels) plus `<|start|>assistant`.
 const TOKENS_PER_PROMPT = 32;
 
+/** Characters counted between two yields to the event loop (a few milliseconds of work). */
+const PIECE = 32_768;
+
+/** `text` in pieces of about PIECE characters, cut at white space where there is some (so the count barely changes). */
+function* pieces(text: string): Generator<string> {
+  let at = 0;
+  while (text.length - at > PIECE) {
+    let cut = text.lastIndexOf(' ', at + PIECE);
+    if (cut <= at + PIECE / 2) cut = at + PIECE;
+    yield text.slice(at, cut);
+    at = cut;
+  }
+  yield at ? text.slice(at) : text;
+}
+
+export interface CountOptions {
+  /** Stop counting once the total passes this: the caller only needs to know it is over. */
+  stopAfter?: number;
+}
+
 /**
  * Prompt tokens of a chat request as the gateway and the simulator both count them: the
  * messages' text and tool definitions in o200k_harmony, plus the Harmony framing. The
  * upstream's own `usage.prompt_tokens` stays the billing truth; this count guards the
- * context length before a request is sent.
+ * context length before a request is sent. It yields to the event loop every few
+ * milliseconds of work, so a 4 MiB prompt does not stall other requests, and stops early
+ * past `stopAfter` (a count above it is a lower bound).
  */
-export async function countPromptTokens(body: Pick<ChatCompletionRequest, 'messages' | 'tools'>): Promise<number> {
+export async function countPromptTokens(
+  body: Pick<ChatCompletionRequest, 'messages' | 'tools'>,
+  options: CountOptions = {},
+): Promise<number> {
+  return (await countPromptTokensUpTo(body, options.stopAfter ?? Infinity)).tokens;
+}
+
+/** The count and whether it is complete (false: it stopped past `stopAfter`, so `tokens` is a lower bound). */
+export async function countPromptTokensUpTo(
+  body: Pick<ChatCompletionRequest, 'messages' | 'tools'>,
+  stopAfter: number,
+): Promise<{ tokens: number; complete: boolean }> {
   await loadTokenizer();
-  return countPromptTokensSync(body);
+  let total = TOKENS_PER_PROMPT;
+  const texts = body.messages.map(messageText);
+  total += TOKENS_PER_MESSAGE * texts.length;
+  if (body.tools?.length) texts.push(JSON.stringify(body.tools));
+  let sinceYield = 0;
+  for (let t = 0; t < texts.length; t++) {
+    for (const piece of pieces(texts[t]!)) {
+      total += countTextTokens(piece);
+      if (total > stopAfter) return { tokens: total, complete: false };
+      sinceYield += piece.length;
+      if (sinceYield >= PIECE) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
+    }
+  }
+  return { tokens: total, complete: true };
 }
 
 /** `countText` lets a caller that sees the same messages again (the simulator) memoize counts. */

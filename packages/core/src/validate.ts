@@ -13,7 +13,8 @@ import {
   lenientChatCompletionRequestSchema,
   type ChatCompletionRequest,
 } from './schema.js';
-import { countPromptTokens } from './tokens.js';
+import { compileSchema, SchemaTooComplex } from './json-schema.js';
+import { countPromptTokensUpTo } from './tokens.js';
 
 export interface ValidateOptions {
   /** The model id served. @defaultValue `openai/gpt-oss-20b` */
@@ -24,7 +25,16 @@ export interface ValidateOptions {
   maxBodyBytes?: number;
   /** @defaultValue 131072 */
   contextLength?: number;
+  /**
+   * Leave the exact prompt count to the upstream stage (`ctx.promptCheck`), after scope and rate
+   * limits, so a caller those refuse costs no counting. `vllm()` runs it.
+   * @defaultValue `true`
+   */
+  deferPromptCount?: boolean;
 }
+
+/** JSON nesting accepted in a request body: far above any real request (a tool schema is limited to 64). */
+export const MAX_JSON_DEPTH = 128;
 
 /** `messages[2].content` from zod's path `['messages', 2, 'content']`. */
 export function formatParam(path: readonly PropertyKey[]): string | null {
@@ -97,7 +107,43 @@ export function issueToError(rootIssue: z.core.$ZodIssue): TeraError {
   );
 }
 
+/**
+ * The nesting depth of a JSON text, up to `limit + 1`, in one pass over the bytes. V8's
+ * JSON.parse takes 0.6 s for 2 MB of `[`, and the recursive steps after it (stringify,
+ * schema walks) overflow the stack, so a deep body is refused before it is parsed.
+ */
+function jsonDepthExceeds(raw: Buffer, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < raw.length; i++) {
+    const b = raw[i]!;
+    if (inString) {
+      if (b === 0x5c) i++;
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
+}
+
+/** The same bound for a body some earlier middleware already parsed, walked without recursion. */
+function valueDepthExceeds(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth > limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+const tooDeep = () => invalidRequest(`The request body is nested more than ${MAX_JSON_DEPTH} levels deep.`, null, 'invalid_json');
+
 const parseJSON = (raw: Buffer): unknown => {
+  if (jsonDepthExceeds(raw, MAX_JSON_DEPTH)) throw tooDeep();
   try {
     return JSON.parse(raw.toString('utf8'));
   } catch {
@@ -116,6 +162,7 @@ export async function readJSONBody(req: IncomingMessage, maxBodyBytes: number | 
   if (preParsed !== undefined) {
     if (Buffer.isBuffer(preParsed)) return { value: parseJSON(preParsed), bytes: preParsed.length };
     if (typeof preParsed === 'string') return { value: parseJSON(Buffer.from(preParsed)), bytes: Buffer.byteLength(preParsed) };
+    if (valueDepthExceeds(preParsed, MAX_JSON_DEPTH)) throw tooDeep();
     return { value: preParsed, bytes: Buffer.byteLength(JSON.stringify(preParsed)) };
   }
   const raw = await readBody(req, maxBodyBytes === undefined ? {} : { maxBytes: maxBodyBytes });
@@ -132,12 +179,32 @@ function refuseUnsupported(body: Record<string, unknown>): void {
   }
 }
 
-export const contextLengthExceeded = (prompt: number, completion: number, limit: number): TeraError =>
+/** `partial`: counting stopped once the prompt was known to be too long, so the counts are lower bounds. */
+export const contextLengthExceeded = (prompt: number, completion: number, limit: number, partial = false): TeraError =>
   invalidRequest(
-    `This model's maximum context length is ${limit} tokens. However, you requested ${prompt + completion} tokens (${prompt} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
+    `This model's maximum context length is ${limit} tokens. However, you requested ${partial ? 'at least ' : ''}${prompt + completion} tokens (${partial ? 'at least ' : ''}${prompt} in the messages, ${completion} in the completion). Please reduce the length of the messages or completion.`,
     'messages',
     'context_length_exceeded',
   );
+
+/** Tool parameters and a `json_schema` response format within the bounded checker's limits; 400 naming the schema otherwise. */
+function checkSchemas(body: ChatCompletionRequest): void {
+  const check = (schema: unknown, param: string, what: string) => {
+    try {
+      compileSchema(schema);
+    } catch (err) {
+      if (!(err instanceof SchemaTooComplex)) throw err;
+      const where = err.pointer ? ` (at ${err.pointer.length > 200 ? `${err.pointer.slice(0, 200)}...` : err.pointer})` : '';
+      throw invalidRequest(`Invalid schema for ${what}: ${err.message}${where}.`, param, 'schema_too_complex');
+    }
+  };
+  body.tools?.forEach((tool, i) => {
+    if (tool.function.parameters) check(tool.function.parameters, `tools[${i}].function.parameters`, `function '${tool.function.name}'`);
+  });
+  const format = body.response_format;
+  if (format?.type === 'json_schema' && format.json_schema.schema)
+    check(format.json_schema.schema, 'response_format.json_schema.schema', `response_format '${format.json_schema.name}'`);
+}
 
 /**
  * Validates a parsed body and returns what goes upstream. Counting tokens costs far more
@@ -160,6 +227,7 @@ export async function validateChatRequest(
   const body = result.data as ChatCompletionRequest;
   const served = options.model ?? GPT_OSS_20B;
   if (body.model !== served) throw modelNotFound(body.model);
+  checkSchemas(body);
 
   const local: NonNullable<RequestContext['local']> = {};
   if (body.prompt_cache_key !== undefined) local.promptCacheKey = body.prompt_cache_key;
@@ -173,16 +241,22 @@ export async function validateChatRequest(
   const requested = body.max_completion_tokens ?? body.max_tokens ?? undefined;
   ctx.promptTokenEstimate = bodyBytes;
   if (bodyBytes + (requested ?? MAX_OUTPUT_TOKENS) > limit) {
-    const prompt = await countPromptTokens(body);
-    ctx.promptTokens = prompt;
-    ctx.promptTokenEstimate = prompt;
-    if (requested !== undefined) {
-      if (prompt + requested > limit) throw contextLengthExceeded(prompt, requested, limit);
-    } else {
-      const room = limit - prompt;
-      if (room < 1) throw contextLengthExceeded(prompt, 1, limit);
-      body.max_tokens = Math.min(MAX_OUTPUT_TOKENS, room);
-    }
+    // Until the count, the output budget assumes the prompt leaves room for all of it.
+    if (requested === undefined) body.max_tokens = MAX_OUTPUT_TOKENS;
+    const check = async () => {
+      const { tokens: prompt, complete } = await countPromptTokensUpTo(body, limit - (requested ?? 1));
+      if (complete) ctx.promptTokens = prompt;
+      ctx.promptTokenEstimate = prompt;
+      if (requested !== undefined) {
+        if (prompt + requested > limit) throw contextLengthExceeded(prompt, requested, limit, !complete);
+      } else {
+        const room = limit - prompt;
+        if (room < 1) throw contextLengthExceeded(prompt, 1, limit, !complete);
+        body.max_tokens = Math.min(MAX_OUTPUT_TOKENS, room);
+      }
+    };
+    if (options.deferPromptCount) ctx.promptCheck = check;
+    else await check();
   } else if (requested === undefined) {
     body.max_tokens = MAX_OUTPUT_TOKENS;
   }

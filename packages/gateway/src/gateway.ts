@@ -96,7 +96,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         upstream,
       ].filter((s): s is Middleware => s !== undefined),
     );
-  const chat = pipeline(validate(options.validation ?? {}));
+  const chat = pipeline(validate({ ...options.validation, deferPromptCount: true }));
   const raw = options.passthrough?.length
     ? passthrough({
         paths: options.passthrough,

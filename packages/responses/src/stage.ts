@@ -235,15 +235,27 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
   }
 
   /** Chat validation (context length, sampling ranges) on the translated request, its params named in Responses terms. */
-  async function validateTranslated(prepared: Prepared, bytes: number, ctx: RequestContext): Promise<ChatCompletionRequest> {
+  async function validateTranslated(
+    prepared: Prepared,
+    bytes: number,
+    ctx: RequestContext,
+    deferPromptCount = true,
+  ): Promise<ChatCompletionRequest> {
+    const inResponsesTerms = (err: unknown) => {
+      if (!(err instanceof TeraError) || err.status !== 400) return err;
+      return new TeraError(err.status, err.type, err.message, { code: err.code, param: toResponsesParam(err), headers: err.headers });
+    };
     try {
-      return await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, {
+      const chat = await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, {
         ...options.validation,
         unknownFields: 'reject',
+        deferPromptCount,
       });
+      const check = ctx.promptCheck;
+      if (check) ctx.promptCheck = () => check().catch((err: unknown) => Promise.reject(inResponsesTerms(err)));
+      return chat;
     } catch (err) {
-      if (!(err instanceof TeraError) || err.status !== 400) throw err;
-      throw new TeraError(err.status, err.type, err.message, { code: err.code, param: toResponsesParam(err), headers: err.headers });
+      throw inResponsesTerms(err);
     }
   }
 
@@ -305,7 +317,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     if (models && models !== '*' && !models.includes(body.model))
       throw permissionError(`This API key is not allowed to use the model '${body.model}'.`);
     const prepared = await prepare(body, keyIdOf(ctx));
-    const chat = await validateTranslated(prepared, bytes, ctx);
+    const chat = await validateTranslated(prepared, bytes, ctx, false);
     return { object: 'response.input_tokens', input_tokens: ctx.promptTokens ?? (await countPromptTokens(chat)) };
   }
 

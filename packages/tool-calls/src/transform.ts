@@ -12,6 +12,7 @@ import {
   type ToolCallDelta,
   deriveChunk,
   newToolCallId,
+  stepBudget,
 } from '@tera-gw/core';
 import { checkArguments } from './validate-args.js';
 
@@ -67,11 +68,13 @@ export function toolCallsTransform(
   const buffered = options.mode === 'buffered';
   const strict = options.onInvalid === 'error';
   const calls = new Map<number, CallState>();
+  // One budget for every check of this response: many calls cannot add up to more work than one.
+  const budget = stepBudget();
 
   function assemble(ctx: RequestContext): AssembledToolCall[] {
     const out: AssembledToolCall[] = [];
     for (const c of [...calls.values()].sort((a, b) => a.index - b.index)) {
-      const check = checkArguments(c.name, c.args, tools);
+      const check = checkArguments(c.name, c.args, tools, budget);
       const call: AssembledToolCall = { index: c.index, id: c.id ?? '', name: c.name, arguments: c.args, valid: check.valid };
       if (check.problem) call.problem = check.problem;
       out.push(call);

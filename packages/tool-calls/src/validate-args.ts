@@ -1,5 +1,4 @@
-import { Validator } from '@cfworker/json-schema';
-import type { ChatTool } from '@tera-gw/core';
+import { compileSchema, stepBudget, type ChatTool, type StepBudget } from '@tera-gw/core';
 
 export interface ArgumentCheck {
   valid: boolean;
@@ -8,10 +7,17 @@ export interface ArgumentCheck {
 
 /**
  * Checks a call's arguments: JSON, and an object that satisfies the declared tool's
- * parameters when the request gave them. The schema is interpreted, never compiled to code:
- * it comes from the request.
+ * parameters when the request gave them. The schema comes from the request and the
+ * arguments from the model, so the check runs on core's bounded checker: its schema limits
+ * were enforced at validation, and `budget` (one per response) caps the work of all checks.
+ * A check the budget cannot finish counts as valid: nothing proved the call wrong.
  */
-export function checkArguments(name: string, args: string, tools: readonly ChatTool[] | undefined): ArgumentCheck {
+export function checkArguments(
+  name: string,
+  args: string,
+  tools: readonly ChatTool[] | undefined,
+  budget: StepBudget = stepBudget(),
+): ArgumentCheck {
   let value: unknown;
   try {
     value = JSON.parse(args === '' ? '{}' : args);
@@ -23,15 +29,11 @@ export function checkArguments(name: string, args: string, tools: readonly ChatT
   if (!tool.function.parameters) return { valid: true };
   let result;
   try {
-    result = new Validator(tool.function.parameters, '2020-12', true).validate(value);
+    result = compileSchema(tool.function.parameters).check(value, budget);
   } catch {
-    // A schema the validator cannot read says nothing about the call.
+    // A schema over the limits never gets here (validation refused it); one from elsewhere says nothing about the call.
     return { valid: true };
   }
-  if (result.valid) return { valid: true };
-  const first = result.errors[0];
-  return {
-    valid: false,
-    problem: `arguments of '${name}' do not match its schema${first ? `: ${first.instanceLocation} ${first.error}` : ''}`,
-  };
+  if (result.valid !== false) return { valid: true };
+  return { valid: false, problem: `arguments of '${name}' do not match its schema: ${result.at || '/'} ${result.problem}` };
 }

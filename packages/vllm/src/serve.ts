@@ -46,6 +46,11 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ctx = context(req, res);
     if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
+    const promptCheck = ctx.promptCheck;
+    if (promptCheck) {
+      ctx.promptCheck = undefined;
+      await promptCheck();
+    }
     const body = applyRequestTransforms(ctx.body, ctx);
     const streaming = body.stream === true;
     const callerWantsUsage = body.stream_options?.include_usage === true;

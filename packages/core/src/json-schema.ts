@@ -1,0 +1,455 @@
+import { RE2JS } from 're2js';
+
+/**
+ * JSON Schema checking whose cost the caller cannot blow up. Schemas come from requests
+ * (tool parameters, `response_format`) and the values from the model, which a caller can
+ * steer, so every step is bounded: limits on the schema's size, depth and in-place fan-out
+ * (`$ref`/`allOf` chains that double at each level) are checked once, `pattern` runs on a
+ * linear-time engine (RE2 semantics), `enum`/`const`/`uniqueItems` compare by hashed
+ * canonical JSON, and a check stops when its step budget is spent.
+ */
+
+export interface SchemaLimits {
+  /** Nesting of JSON values in the schema document. @defaultValue 64 */
+  maxDepth: number;
+  /** JSON values (objects, arrays, scalars) in the schema document. @defaultValue 20000 */
+  maxValues: number;
+  /** Subschemas that may apply to one value of the instance through `$ref`, `allOf`, `anyOf`, `oneOf`, `not`, `if`/`then`/`else`. @defaultValue 1000 */
+  maxFanOut: number;
+  /** Characters in one `pattern` or `patternProperties` key. @defaultValue 1000 */
+  maxPatternLength: number;
+}
+
+export const DEFAULT_SCHEMA_LIMITS: Readonly<SchemaLimits> = Object.freeze({
+  maxDepth: 64,
+  maxValues: 20_000,
+  maxFanOut: 1000,
+  maxPatternLength: 1000,
+});
+
+/** A schema over the limits; `pointer` is the JSON Pointer of the part at fault (`''` for the whole schema). */
+export class SchemaTooComplex extends Error {
+  constructor(
+    message: string,
+    readonly pointer: string,
+  ) {
+    super(message);
+    this.name = 'SchemaTooComplex';
+  }
+}
+
+/** Work units of one or more checks; shared by the checks of one request so their sum is bounded. */
+export interface StepBudget {
+  remaining: number;
+}
+
+/** About 25 ms of one core on a 2020s server: a generous tool-argument check takes well under 1% of it. */
+export const DEFAULT_STEP_BUDGET = 200_000;
+
+export const stepBudget = (steps = DEFAULT_STEP_BUDGET): StepBudget => ({ remaining: steps });
+
+export type SchemaCheck =
+  | { valid: true }
+  | { valid: false; at: string; problem: string }
+  /** Not decided: the step budget ran out, or the value is nested beyond what can be walked. */
+  | { valid: 'unknown'; problem: string };
+
+export interface CompiledSchema {
+  check(value: unknown, budget?: StepBudget): SchemaCheck;
+}
+
+type Schema = boolean | Record<string, unknown>;
+
+const IN_PLACE_LISTS = ['allOf', 'anyOf', 'oneOf'] as const;
+const IN_PLACE_SINGLES = ['not', 'if', 'then', 'else'] as const;
+
+class OutOfSteps extends Error {}
+class Invalid {
+  constructor(
+    readonly at: string,
+    readonly problem: string,
+  ) {}
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** JSON with sorted keys: equal values, equal strings (for enum, const, uniqueItems). Costs one step per value. */
+function canonical(value: unknown, budget?: StepBudget): string {
+  if (budget && --budget.remaining < 0) throw new OutOfSteps();
+  if (Array.isArray(value)) return `[${value.map((v) => canonical(v, budget)).join(',')}]`;
+  if (isObject(value)) {
+    const keys = Object.keys(value).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonical(value[k], budget)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+const escapePointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
+
+/** Size and depth of the document, without recursion (a hostile document may be nested 100,000 deep). */
+function measure(schema: unknown, limits: SchemaLimits): void {
+  const stack: Array<[unknown, number, string]> = [[schema, 1, '']];
+  let values = 0;
+  while (stack.length) {
+    const [value, depth, pointer] = stack.pop()!;
+    if (++values > limits.maxValues) throw new SchemaTooComplex(`it has more than ${limits.maxValues} values`, '');
+    if (typeof value !== 'object' || value === null) continue;
+    if (depth > limits.maxDepth) throw new SchemaTooComplex(`it is nested more than ${limits.maxDepth} levels deep`, pointer);
+    if (Array.isArray(value)) value.forEach((v, i) => stack.push([v, depth + 1, `${pointer}/${i}`]));
+    else for (const [k, v] of Object.entries(value)) stack.push([v, depth + 1, `${pointer}/${escapePointer(k)}`]);
+  }
+}
+
+class Compiled implements CompiledSchema {
+  private readonly patterns = new Map<string, RE2JS | null>();
+  private readonly enums = new Map<object, Set<string>>();
+  private readonly consts = new Map<object, string>();
+  private readonly fanOut = new Map<object, number>();
+
+  constructor(
+    private readonly root: Schema,
+    private readonly limits: SchemaLimits,
+  ) {
+    measure(root, limits);
+    this.prepare();
+  }
+
+  /** Resolves a local `$ref` (`#`, `#/$defs/x`, `#/definitions/x`, any JSON Pointer); undefined for remote or missing targets. */
+  private resolve(ref: string): Schema | undefined {
+    if (ref === '#') return this.root;
+    if (!ref.startsWith('#/')) return undefined;
+    let at: unknown = this.root;
+    for (const raw of ref.slice(2).split('/')) {
+      const key = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+      if (Array.isArray(at)) at = at[Number(key)];
+      else if (isObject(at)) at = Object.hasOwn(at, key) ? at[key] : undefined;
+      else return undefined;
+    }
+    return typeof at === 'boolean' || isObject(at) ? at : undefined;
+  }
+
+  private pattern(source: string, pointer: string): RE2JS | null {
+    let compiled = this.patterns.get(source);
+    if (compiled !== undefined) return compiled;
+    if (source.length > this.limits.maxPatternLength)
+      throw new SchemaTooComplex(`a pattern is longer than ${this.limits.maxPatternLength} characters`, pointer);
+    try {
+      compiled = RE2JS.compile(source);
+    } catch {
+      // ECMA-262 features RE2 lacks (lookaround, backreferences) cannot run in linear time: that constraint is not checked.
+      compiled = null;
+    }
+    this.patterns.set(source, compiled);
+    return compiled;
+  }
+
+  /**
+   * Compiles the patterns and enum/const sets of every schema in the document, and checks each
+   * schema's in-place fan-out. Iterative: only in-place chains recurse, and those are bounded
+   * by `maxFanOut`.
+   */
+  private prepare(): void {
+    const stack: Array<[unknown, string]> = [[this.root, '']];
+    while (stack.length) {
+      const [node, pointer] = stack.pop()!;
+      if (Array.isArray(node)) {
+        node.forEach((v, i) => stack.push([v, `${pointer}/${i}`]));
+        continue;
+      }
+      if (!isObject(node)) continue;
+      this.fanOutOf(node, pointer, new Set());
+      if (typeof node.pattern === 'string') this.pattern(node.pattern, `${pointer}/pattern`);
+      if (isObject(node.patternProperties))
+        for (const source of Object.keys(node.patternProperties)) this.pattern(source, `${pointer}/patternProperties`);
+      if (Array.isArray(node.enum)) this.enums.set(node, new Set(node.enum.map((v) => canonical(v))));
+      if ('const' in node) this.consts.set(node, canonical(node.const));
+      for (const [key, child] of Object.entries(node)) {
+        // Values, not schemas: nothing in them is compiled.
+        if (key === 'enum' || key === 'const' || key === 'default' || key === 'examples') continue;
+        stack.push([child, `${pointer}/${escapePointer(key)}`]);
+      }
+    }
+  }
+
+  /** How many subschemas one value meets through `schema` in place ($ref, allOf, anyOf, oneOf, not, if/then/else, dependent schemas). */
+  private fanOutOf(schema: unknown, pointer: string, inPlace: Set<object>): number {
+    if (!isObject(schema)) return 1;
+    const known = this.fanOut.get(schema);
+    if (known !== undefined) return known;
+    if (inPlace.has(schema)) throw new SchemaTooComplex('a $ref cycle applies a schema to the same value forever', pointer);
+    inPlace.add(schema);
+    let total = 1;
+    const add = (n: number) => {
+      total += n;
+      if (total > this.limits.maxFanOut)
+        throw new SchemaTooComplex(
+          `more than ${this.limits.maxFanOut} subschemas would apply to one value (through $ref, allOf, anyOf, oneOf)`,
+          pointer,
+        );
+    };
+    if (typeof schema.$ref === 'string') {
+      const target = this.resolve(schema.$ref);
+      if (target !== undefined) add(this.fanOutOf(target, `${pointer}/$ref`, inPlace));
+    }
+    for (const key of IN_PLACE_LISTS) {
+      const list = schema[key];
+      if (Array.isArray(list)) list.forEach((s, i) => add(this.fanOutOf(s, `${pointer}/${key}/${i}`, inPlace)));
+    }
+    for (const key of IN_PLACE_SINGLES) if (key in schema) add(this.fanOutOf(schema[key], `${pointer}/${key}`, inPlace));
+    for (const key of ['dependentSchemas', 'dependencies'] as const) {
+      const map = schema[key];
+      if (!isObject(map)) continue;
+      for (const [k, s] of Object.entries(map))
+        if (!Array.isArray(s)) add(this.fanOutOf(s, `${pointer}/${key}/${escapePointer(k)}`, inPlace));
+    }
+    inPlace.delete(schema);
+    this.fanOut.set(schema, total);
+    return total;
+  }
+  check(value: unknown, budget: StepBudget = stepBudget()): SchemaCheck {
+    try {
+      const failure = this.validate(this.root, value, '', budget);
+      return failure ? { valid: false, at: failure.at, problem: failure.problem } : { valid: true };
+    } catch (err) {
+      if (err instanceof OutOfSteps) return { valid: 'unknown', problem: 'the check ran out of its step budget' };
+      if (err instanceof RangeError) return { valid: 'unknown', problem: 'the value is nested too deeply to check' };
+      throw err;
+    }
+  }
+
+  private spend(budget: StepBudget, steps: number): void {
+    budget.remaining -= steps;
+    if (budget.remaining < 0) throw new OutOfSteps();
+  }
+
+  /** The first failure, or undefined when `value` satisfies `schema`. */
+  private validate(schema: Schema, value: unknown, at: string, budget: StepBudget): Invalid | undefined {
+    this.spend(budget, 1);
+    if (schema === true) return undefined;
+    if (schema === false) return new Invalid(at, 'is not allowed here');
+    const s = schema;
+    if (typeof s.$ref === 'string') {
+      const target = this.resolve(s.$ref);
+      if (target !== undefined) {
+        const failure = this.validate(target, value, at, budget);
+        if (failure) return failure;
+      }
+    }
+    const typeFailure = this.checkType(s, value, at);
+    if (typeFailure) return typeFailure;
+    const constant = this.consts.get(s);
+    if (constant !== undefined && canonical(value, budget) !== constant)
+      return new Invalid(at, constant.length <= 80 ? `must be ${constant}` : 'must be the constant value');
+    const allowed = this.enums.get(s);
+    if (allowed && !allowed.has(canonical(value, budget))) return new Invalid(at, 'must be one of the enumerated values');
+    if (typeof value === 'number') {
+      const failure = checkNumber(s, value, at);
+      if (failure) return failure;
+    } else if (typeof value === 'string') {
+      const failure = this.checkString(s, value, at, budget);
+      if (failure) return failure;
+    } else if (Array.isArray(value)) {
+      const failure = this.checkArray(s, value, at, budget);
+      if (failure) return failure;
+    } else if (isObject(value)) {
+      const failure = this.checkObject(s, value, at, budget);
+      if (failure) return failure;
+    }
+    return this.checkCombinators(s, value, at, budget);
+  }
+
+  private checkType(s: Record<string, unknown>, value: unknown, at: string): Invalid | undefined {
+    const type = s.type;
+    if (type === undefined) return undefined;
+    const types = Array.isArray(type) ? type : [type];
+    for (const t of types) if (hasType(value, t)) return undefined;
+    return new Invalid(at, `must be ${types.join(' or ')}`);
+  }
+
+  private checkString(s: Record<string, unknown>, value: string, at: string, budget: StepBudget): Invalid | undefined {
+    if (typeof s.minLength === 'number' || typeof s.maxLength === 'number') {
+      this.spend(budget, 1 + (value.length >> 6));
+      let length = 0;
+      for (const _ of value) length++;
+      if (typeof s.minLength === 'number' && length < s.minLength) return new Invalid(at, `must have at least ${s.minLength} characters`);
+      if (typeof s.maxLength === 'number' && length > s.maxLength) return new Invalid(at, `must have at most ${s.maxLength} characters`);
+    }
+    if (typeof s.pattern === 'string') {
+      const re = this.patterns.get(s.pattern);
+      if (re) {
+        this.spend(budget, 1 + (value.length >> 4));
+        if (!re.matcher(value).find()) return new Invalid(at, `must match the pattern ${JSON.stringify(s.pattern)}`);
+      }
+    }
+    return undefined;
+  }
+
+  private checkArray(s: Record<string, unknown>, value: unknown[], at: string, budget: StepBudget): Invalid | undefined {
+    if (typeof s.minItems === 'number' && value.length < s.minItems) return new Invalid(at, `must have at least ${s.minItems} items`);
+    if (typeof s.maxItems === 'number' && value.length > s.maxItems) return new Invalid(at, `must have at most ${s.maxItems} items`);
+    // Draft 2020-12 `prefixItems` + `items`, or draft 7's array form of `items` + `additionalItems`.
+    const prefix = Array.isArray(s.prefixItems) ? s.prefixItems : Array.isArray(s.items) ? s.items : [];
+    const rest = Array.isArray(s.items) ? s.additionalItems : s.items;
+    for (let i = 0; i < value.length; i++) {
+      const sub = (i < prefix.length ? prefix[i] : rest) as Schema | undefined;
+      if (sub === undefined) continue;
+      const failure = this.validate(sub, value[i], `${at}/${i}`, budget);
+      if (failure) return failure;
+    }
+    if (s.uniqueItems === true) {
+      const seen = new Set<string>();
+      for (const item of value) {
+        const key = canonical(item, budget);
+        if (seen.has(key)) return new Invalid(at, 'must not contain duplicate items');
+        seen.add(key);
+      }
+    }
+    if (s.contains !== undefined) {
+      let matches = 0;
+      for (let i = 0; i < value.length; i++) if (!this.validate(s.contains as Schema, value[i], `${at}/${i}`, budget)) matches++;
+      const min = typeof s.minContains === 'number' ? s.minContains : 1;
+      if (matches < min) return new Invalid(at, `must contain at least ${min} matching item${min === 1 ? '' : 's'}`);
+      if (typeof s.maxContains === 'number' && matches > s.maxContains)
+        return new Invalid(at, `must contain at most ${s.maxContains} matching items`);
+    }
+    return undefined;
+  }
+
+  private checkObject(s: Record<string, unknown>, value: Record<string, unknown>, at: string, budget: StepBudget): Invalid | undefined {
+    const keys = Object.keys(value);
+    if (typeof s.minProperties === 'number' && keys.length < s.minProperties)
+      return new Invalid(at, `must have at least ${s.minProperties} properties`);
+    if (typeof s.maxProperties === 'number' && keys.length > s.maxProperties)
+      return new Invalid(at, `must have at most ${s.maxProperties} properties`);
+    if (Array.isArray(s.required)) {
+      this.spend(budget, s.required.length);
+      for (const name of s.required)
+        if (typeof name === 'string' && !Object.hasOwn(value, name)) return new Invalid(at, `must have required property '${name}'`);
+    }
+    const properties = isObject(s.properties) ? s.properties : undefined;
+    const patternProperties = isObject(s.patternProperties) ? Object.entries(s.patternProperties) : [];
+    for (const key of keys) {
+      const where = `${at}/${escapePointer(key)}`;
+      let matched = false;
+      if (properties && Object.hasOwn(properties, key)) {
+        matched = true;
+        const failure = this.validate(properties[key] as Schema, value[key], where, budget);
+        if (failure) return failure;
+      }
+      for (const [source, sub] of patternProperties) {
+        const re = this.patterns.get(source);
+        if (!re) continue;
+        this.spend(budget, 1 + (key.length >> 4));
+        if (!re.matcher(key).find()) continue;
+        matched = true;
+        const failure = this.validate(sub as Schema, value[key], where, budget);
+        if (failure) return failure;
+      }
+      if (!matched && s.additionalProperties !== undefined) {
+        if (s.additionalProperties === false) return new Invalid(at, `must not have the property '${key}'`);
+        const failure = this.validate(s.additionalProperties as Schema, value[key], where, budget);
+        if (failure) return failure;
+      }
+      if (s.propertyNames !== undefined) {
+        const failure = this.validate(s.propertyNames as Schema, key, where, budget);
+        if (failure) return new Invalid(at, `has a property name that is not allowed ('${key}')`);
+      }
+    }
+    // Draft 7's `dependencies` holds both kinds: arrays of names and schemas.
+    const legacy = isObject(s.dependencies) ? s.dependencies : undefined;
+    const dependentRequired = isObject(s.dependentRequired) ? s.dependentRequired : legacy;
+    const dependentSchemas = isObject(s.dependentSchemas) ? s.dependentSchemas : legacy;
+    for (const key of keys) {
+      const needs = dependentRequired?.[key];
+      if (Array.isArray(needs))
+        for (const other of needs)
+          if (typeof other === 'string' && !Object.hasOwn(value, other))
+            return new Invalid(at, `must have the property '${other}' when '${key}' is present`);
+      const sub = dependentSchemas?.[key];
+      if (sub !== undefined && !Array.isArray(sub)) {
+        const failure = this.validate(sub as Schema, value, at, budget);
+        if (failure) return failure;
+      }
+    }
+    return undefined;
+  }
+
+  private checkCombinators(s: Record<string, unknown>, value: unknown, at: string, budget: StepBudget): Invalid | undefined {
+    if (Array.isArray(s.allOf))
+      for (const sub of s.allOf) {
+        const failure = this.validate(sub as Schema, value, at, budget);
+        if (failure) return failure;
+      }
+    if (Array.isArray(s.anyOf) && !s.anyOf.some((sub) => !this.validate(sub as Schema, value, at, budget)))
+      return new Invalid(at, 'must match at least one of the schemas in anyOf');
+    if (Array.isArray(s.oneOf)) {
+      let matches = 0;
+      for (const sub of s.oneOf) if (!this.validate(sub as Schema, value, at, budget) && ++matches > 1) break;
+      if (matches !== 1) return new Invalid(at, 'must match exactly one of the schemas in oneOf');
+    }
+    if (s.not !== undefined && !this.validate(s.not as Schema, value, at, budget))
+      return new Invalid(at, 'must not match the schema in not');
+    if (s.if !== undefined) {
+      const branch = this.validate(s.if as Schema, value, at, budget) ? s.else : s.then;
+      if (branch !== undefined) {
+        const failure = this.validate(branch as Schema, value, at, budget);
+        if (failure) return failure;
+      }
+    }
+    return undefined;
+  }
+}
+
+function hasType(value: unknown, type: unknown): boolean {
+  switch (type) {
+    case 'string':
+      return typeof value === 'string';
+    case 'number':
+      return typeof value === 'number' && Number.isFinite(value);
+    case 'integer':
+      return Number.isInteger(value);
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'null':
+      return value === null;
+    case 'array':
+      return Array.isArray(value);
+    case 'object':
+      return isObject(value);
+    default:
+      // An unknown type name constrains nothing we can check.
+      return true;
+  }
+}
+
+function checkNumber(s: Record<string, unknown>, value: number, at: string): Invalid | undefined {
+  const { minimum, maximum, exclusiveMinimum, exclusiveMaximum, multipleOf } = s;
+  if (typeof minimum === 'number' && (exclusiveMinimum === true ? value <= minimum : value < minimum))
+    return new Invalid(at, `must be ${exclusiveMinimum === true ? '>' : '>='} ${minimum}`);
+  if (typeof maximum === 'number' && (exclusiveMaximum === true ? value >= maximum : value > maximum))
+    return new Invalid(at, `must be ${exclusiveMaximum === true ? '<' : '<='} ${maximum}`);
+  if (typeof exclusiveMinimum === 'number' && value <= exclusiveMinimum) return new Invalid(at, `must be > ${exclusiveMinimum}`);
+  if (typeof exclusiveMaximum === 'number' && value >= exclusiveMaximum) return new Invalid(at, `must be < ${exclusiveMaximum}`);
+  if (typeof multipleOf === 'number' && multipleOf > 0) {
+    const q = value / multipleOf;
+    if (Math.abs(q - Math.round(q)) > 1e-9) return new Invalid(at, `must be a multiple of ${multipleOf}`);
+  }
+  return undefined;
+}
+
+const compiledBySchema = new WeakMap<object, CompiledSchema>();
+
+/**
+ * Checks a schema against the limits and prepares it for checking values. Throws
+ * SchemaTooComplex when it is over a limit. Compiled once per schema object.
+ */
+export function compileSchema(schema: unknown, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS): CompiledSchema {
+  if (typeof schema === 'boolean') return new Compiled(schema, limits);
+  if (!isObject(schema)) throw new SchemaTooComplex('a schema must be an object or a boolean', '');
+  const useCache = limits === DEFAULT_SCHEMA_LIMITS;
+  const cached = useCache ? compiledBySchema.get(schema) : undefined;
+  if (cached) return cached;
+  const compiled = new Compiled(schema, limits);
+  if (useCache) compiledBySchema.set(schema, compiled);
+  return compiled;
+}
