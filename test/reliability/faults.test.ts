@@ -128,7 +128,7 @@ describe('faults', () => {
       await victim.kill();
       let text = '';
       for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
-      expect(text).toMatch(/data: \{"error":\{"message":"The model server stream failed[^\n]*\n\n$/);
+      expect(text).toMatch(/data: \{"error":\{"message":"The model server stream broke off \(reset\)\. Retry with backoff\."[^\n]*\n\n$/);
       await new Promise((r) => setTimeout(r, 100));
       expect(store.inFlight('kill')).toBe(0);
       expect(usage).toHaveLength(1);

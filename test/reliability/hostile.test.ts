@@ -71,7 +71,7 @@ const post = (body: string | Buffer, headers: Record<string, string> = {}) =>
 
 async function expectShape(res: Response, status: number | number[]) {
   expect(Array.isArray(status) ? status : [status]).toContain(res.status);
-  const body = (await res.json()) as { error?: { message: string; type: string } };
+  const body = (await res.json()) as { error?: { message: string; type: string; param?: string | null; code?: string } };
   if (res.status !== 200) {
     expect(typeof body.error?.message).toBe('string');
     expect(typeof body.error?.type).toBe('string');
@@ -228,8 +228,10 @@ describe('bodies', () => {
       ),
       200,
     );
+    // Over the bounded checker's size limit (20,000 values): refused, naming the schema, before anything is sent.
     const wide = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`p${i}`, { type: 'string' }]));
-    await expectShape(
+    const before = capture.requests.length;
+    const refused = await expectShape(
       await post(
         JSON.stringify({
           model,
@@ -237,8 +239,10 @@ describe('bodies', () => {
           response_format: { type: 'json_schema', json_schema: { name: 's', schema: { type: 'object', properties: wide } } },
         }),
       ),
-      200,
+      400,
     );
+    expect(refused.error).toMatchObject({ param: 'response_format.json_schema.schema', code: 'schema_too_complex' });
+    expect(capture.requests.length).toBe(before);
   });
 
   it('a random mix of wrong types everywhere never gives a 500', async () => {

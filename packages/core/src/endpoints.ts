@@ -28,7 +28,13 @@ export function modelsHandler(models: readonly ModelInfo[] = [GPT_OSS_20B_INFO])
     if (path !== '/models' && !path.startsWith('/models/')) return next();
     if (req.method !== 'GET' && req.method !== 'HEAD') return next();
     if (path === '/models') return sendJSON(res, 200, list);
-    const id = decodeURIComponent(path.slice('/models/'.length));
+    let id: string;
+    try {
+      id = decodeURIComponent(path.slice('/models/'.length));
+    } catch {
+      // Malformed percent-encoding (`/models/%`) names no model.
+      id = path.slice('/models/'.length);
+    }
     const model = models.find((m) => m.id === id);
     if (!model) return sendError(res, modelNotFound(id));
     sendJSON(res, 200, model);

@@ -54,10 +54,15 @@ export const permissionError = (message: string, code = 'model_not_permitted'): 
   new TeraError(403, 'permission_error', message, { code });
 
 export const modelNotFound = (model: string): TeraError =>
-  new TeraError(404, 'model_not_found', `The model '${model}' does not exist or you do not have access to it.`, {
-    code: 'model_not_found',
-    param: 'model',
-  });
+  new TeraError(
+    404,
+    'model_not_found',
+    `The model '${model.length > 256 ? `${model.slice(0, 256)}...` : model}' does not exist or you do not have access to it.`,
+    {
+      code: 'model_not_found',
+      param: 'model',
+    },
+  );
 
 export const rateLimitError = (message: string, retryAfterSeconds: number, code = 'rate_limit_exceeded'): TeraError =>
   new TeraError(429, 'rate_limit_error', message, {

@@ -62,7 +62,7 @@ export {
   type UpstreamSSEHandlers,
 } from './sse.js';
 export { transformSSE } from './transform-sse.js';
-export { readUpstreamError, toPublicUpstreamError } from './upstream-errors.js';
+export { readUpstreamError, toPublicUpstreamError, UPSTREAM_FAILED_MESSAGE, MAX_UPSTREAM_MESSAGE } from './upstream-errors.js';
 export {
   sendJSON,
   sendError,

@@ -144,6 +144,16 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
 
   const handler: Middleware = function teraGateway(req, res, next) {
     stamp(req, res, () => undefined);
+    try {
+      route(req, res, next);
+    } catch (err) {
+      // Nothing thrown here may reach the host framework's error page (HTML, a stack, file paths).
+      if (!res.headersSent) sendError(res, err);
+      else res.destroy();
+    }
+  };
+
+  const route: Middleware = (req, res, next) => {
     const path = (req.url ?? '/').split('?', 1)[0]!;
     if (req.method === 'POST' && path === '/chat/completions') return admit(req, res, next, chat);
     if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/'))

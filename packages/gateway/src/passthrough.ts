@@ -7,7 +7,9 @@ import {
   permissionError,
   readJSONBody,
   sendError,
+  serverError,
   serviceUnavailable,
+  UPSTREAM_FAILED_MESSAGE,
   type Middleware,
 } from '@tera-gw/core';
 import type { VllmAdapter } from '@tera-gw/vllm';
@@ -88,9 +90,20 @@ export function passthrough(options: PassthroughOptions): Passthrough {
         proxyReq.setHeader('x-request-id', context(req).id);
         fixRequestBody(proxyReq, req);
       },
-      proxyRes(proxyRes, req) {
-        if ((proxyRes.statusCode ?? 0) >= 500)
-          context(req).upstream!.error = { type: 'server_error', message: `replica answered ${proxyRes.statusCode}` };
+      proxyRes(proxyRes, req, res) {
+        const status = proxyRes.statusCode ?? 0;
+        if (status < 500) return;
+        // A replica's 5xx body may hold a traceback, an address or a key: its start goes to the span, the caller gets fixed text.
+        const outcome = context(req).upstream!;
+        outcome.error = { type: 'server_error', message: `replica answered ${status}` };
+        let head = '';
+        proxyRes.on('data', (bytes: Buffer) => {
+          if (head.length < 500) head += bytes.toString('utf8', 0, Math.min(bytes.length, 500 - head.length));
+        });
+        proxyRes.once('end', () => {
+          if (head) outcome.error = { type: 'server_error', message: `replica answered ${status}: ${head}` };
+        });
+        if ('setHeader' in res) sendError(res, serverError(UPSTREAM_FAILED_MESSAGE, 'upstream_error'));
       },
       error(err, req, res) {
         const ctx = context(req);

@@ -145,7 +145,9 @@ export function relayStream(
       replica.breaker.recordFailure(fault);
       const error =
         publicError ??
-        new TeraError(500, 'server_error', `The model server stream failed: ${fault.message}.`, { code: 'upstream_stream_error' });
+        new TeraError(500, 'server_error', `The model server stream broke off (${fault.kind}). Retry with backoff.`, {
+          code: 'upstream_stream_error',
+        });
       outcome.error = { type: error.type, message: error.message };
       events.emit('midStreamFailure', ctx, replica.id, fault.message);
       recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });

@@ -155,8 +155,9 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       }
     }
     if (lastFault) {
+      // The fault (a replica's body included) is in the attempt log and the spans; the caller gets fixed text.
       throw serverError(
-        `The model server failed after ${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}: ${lastFault.message}.`,
+        `The model server failed to answer after ${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,
         'upstream_error',
         lastFault,
       );

@@ -123,7 +123,7 @@ describe('routing and retries', () => {
     expect(res.status).toBe(500);
     const body = (await res.json()) as { error: { type: string; message: string } };
     expect(body.error.type).toBe('server_error');
-    expect(body.error.message).toMatch(/after 2 attempts: could not connect/);
+    expect(body.error.message).toMatch(/^The model server failed to answer after 2 attempts\. Retry with backoff/);
   });
 
   it('a cold replica gets no real traffic before its warm-up', async () => {
