@@ -11,6 +11,7 @@ const keys = [
   { key: 'sk-tera-other-model', id: 'team-b', models: ['openai/gpt-oss-120b'] },
   { key: 'sk-tera-expired-key', id: 'old', expiresAt: '2020-01-01T00:00:00Z' },
   { key: 'sk-tera-one-at-a-time', id: 'single', concurrency: 1 },
+  { key: 'sk-tera-operator-key', id: 'ops', operator: true },
 ];
 const weather = {
   type: 'function' as const,
@@ -165,12 +166,18 @@ describe.each<Framework>(['express', 'koa'])('the gateway mounted in %s, with th
     await expect(single.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }] })).resolves.toBeTruthy();
   });
 
-  it('/health reports replica states', async () => {
-    const res = await fetch(`${gw.url}/health`);
+  it('/health: the status for anyone, replica states for an operator key only', async () => {
+    for (const authorization of [undefined, 'Bearer sk-tera-test-key-1', 'Bearer sk-tera-wrong-key-00', 'Basic x']) {
+      const res = await fetch(`${gw.url}/health`, authorization ? { headers: { authorization } } : {});
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: 'ok' });
+    }
+    const res = await fetch(`${gw.url}/health`, { headers: { authorization: 'Bearer sk-tera-operator-key' } });
     expect(res.status).toBe(200);
-    const body = (await res.json()) as { status: string; replicas: Array<{ state: string }> };
+    const body = (await res.json()) as { status: string; replicas: Array<{ state: string; url: string }> };
     expect(body.status).toBe('ok');
     expect(body.replicas.map((r) => r.state)).toEqual(['ready', 'ready']);
+    expect(body.replicas.map((r) => r.url)).toEqual(sims.map((s) => s.url));
   });
 });
 

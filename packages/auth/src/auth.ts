@@ -1,5 +1,6 @@
-import { authenticationError, context, permissionError, type Middleware } from '@tera-gw/core';
-import { hashKey, type KeyStore } from './keys.js';
+import type { IncomingMessage } from 'node:http';
+import { authenticationError, context, permissionError, type AuthenticatedKey, type Middleware } from '@tera-gw/core';
+import { hashKey, type KeyRecord, type KeyStore } from './keys.js';
 
 // A bearer token: printable ASCII without spaces, as RFC 6750's b64token and OpenAI's keys are.
 const TOKEN = /^[\x21-\x7e]{8,512}$/;
@@ -11,6 +12,29 @@ const missing = () =>
   );
 
 /**
+ * The record of the request's bearer key: rejects with a 401 TeraError when the key is
+ * missing, malformed, unknown, expired or disabled. The key never appears in an error.
+ */
+export async function verifyBearer(req: IncomingMessage, keyStore: KeyStore, now: () => number = Date.now): Promise<KeyRecord> {
+  const header = req.headers.authorization;
+  if (!header) throw missing();
+  const space = header.indexOf(' ');
+  if (space === -1 || header.slice(0, space).toLowerCase() !== 'bearer') {
+    throw authenticationError(
+      "The Authorization header must use the Bearer scheme: 'Authorization: Bearer YOUR_KEY'.",
+      'invalid_authorization_header',
+    );
+  }
+  const key = header.slice(space + 1).trim();
+  if (!TOKEN.test(key)) throw authenticationError('The API key provided is malformed.', 'invalid_api_key');
+  const record = await keyStore.lookup(hashKey(key));
+  if (!record) throw authenticationError('Incorrect API key provided.', 'invalid_api_key');
+  if (record.disabled) throw authenticationError('This API key has been disabled.', 'api_key_disabled');
+  if (record.expiresAt && record.expiresAt.getTime() <= now()) throw authenticationError('This API key has expired.', 'api_key_expired');
+  return record;
+}
+
+/**
  * `Authorization: Bearer <key>` against a KeyStore: missing, malformed, unknown, expired or
  * disabled -> 401 `authentication_error` with `WWW-Authenticate: Bearer`. The key never
  * appears in an error; the authenticated record goes on the context.
@@ -19,26 +43,11 @@ export function auth(options: { keyStore: KeyStore; now?: () => number }): Middl
   const { keyStore } = options;
   const now = options.now ?? Date.now;
   return function authenticate(req, res, next) {
-    const header = req.headers.authorization;
-    if (!header) return next(missing());
-    const space = header.indexOf(' ');
-    if (space === -1 || header.slice(0, space).toLowerCase() !== 'bearer') {
-      return next(
-        authenticationError(
-          "The Authorization header must use the Bearer scheme: 'Authorization: Bearer YOUR_KEY'.",
-          'invalid_authorization_header',
-        ),
-      );
-    }
-    const key = header.slice(space + 1).trim();
-    if (!TOKEN.test(key)) return next(authenticationError('The API key provided is malformed.', 'invalid_api_key'));
-    keyStore.lookup(hashKey(key)).then((record) => {
-      if (!record) return next(authenticationError('Incorrect API key provided.', 'invalid_api_key'));
-      if (record.disabled) return next(authenticationError('This API key has been disabled.', 'api_key_disabled'));
-      if (record.expiresAt && record.expiresAt.getTime() <= now())
-        return next(authenticationError('This API key has expired.', 'api_key_expired'));
-      const ctx = context(req, res);
-      ctx.key = record.limits ? { id: record.id, models: record.models, limits: record.limits } : { id: record.id, models: record.models };
+    verifyBearer(req, keyStore, now).then((record) => {
+      const key: { -readonly [K in keyof AuthenticatedKey]: AuthenticatedKey[K] } = { id: record.id, models: record.models };
+      if (record.limits) key.limits = record.limits;
+      if (record.team !== undefined) key.team = record.team;
+      context(req, res).key = key;
       next();
     }, next);
   };

@@ -11,6 +11,10 @@ export interface KeyRecord {
   /** After this instant the key answers 401. */
   expiresAt?: Date;
   disabled?: boolean;
+  /** Keys of one team share prompt caches under `cacheIsolation: 'team'`. */
+  team?: string;
+  /** May read operator-only details (replica URLs and load on `/health`). */
+  operator?: boolean;
 }
 
 /** Async, so a database or a secrets service can stand behind it. */
@@ -40,6 +44,10 @@ export interface KeyEntry {
   tokensPerSecond?: number;
   expiresAt?: string | number | Date;
   disabled?: boolean;
+  /** Keys of one team share prompt caches under `cacheIsolation: 'team'`. */
+  team?: string;
+  /** May read operator-only details (replica URLs and load on `/health`). */
+  operator?: boolean;
 }
 
 /** Keys held in memory as SHA-256 hashes, built from a list or a JSON file. */
@@ -60,6 +68,8 @@ export class MemoryKeyStore implements KeyStore {
         record.expiresAt = at;
       }
       if (entry.disabled) record.disabled = true;
+      if (entry.team !== undefined) record.team = entry.team;
+      if (entry.operator) record.operator = true;
       this.byHash.set(hash.toString('hex'), { hash, record });
     });
   }

@@ -28,6 +28,8 @@ export interface AuthenticatedKey {
   readonly models: readonly string[] | '*';
   /** Limits for the limiter; absent means the limiter's defaults. */
   readonly limits?: { readonly concurrency?: number; readonly tokensPerSecond?: number };
+  /** Keys of one team may share prompt caches (`cacheIsolation: 'team'`). */
+  readonly team?: string;
 }
 
 /** One try against one replica, for telemetry's per-attempt spans. Times are `performance.now()` values. */
@@ -111,6 +113,8 @@ export interface RequestContext {
   errorType?: string;
   /** Set by a stage that answers in another API's shape (the Responses API); absent for Chat Completions. */
   output?: OutputFormat;
+  /** W3C trace context of the gateway's own span (set by telemetry): what the upstream gets instead of the caller's. */
+  traceHeaders?: { traceparent: string; tracestate?: string };
   /** Callbacks run once when the response is finished or the client left; leases and spans end here. */
   readonly cleanups: Array<() => void>;
 }

@@ -102,4 +102,5 @@ export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSyn
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';
+export { validTraceparent, validTracestate } from './trace-context.js';
 export { deriveChunk, newToolCallId, type ReasoningFields } from './chunks.js';

@@ -136,6 +136,8 @@ const requestShape = {
   user: z.string().optional(),
   safety_identifier: z.string().optional(),
   prompt_cache_key: z.string().max(1024).optional(),
+  /** vLLM's prefix-cache salt; the gateway folds it into the tenant's own (it can narrow a partition, never widen it). */
+  cache_salt: z.string().max(256).optional(),
   metadata: z.record(z.string(), z.string()).nullish(),
   store: z.boolean().nullish(),
   service_tier: z.string().nullish(),

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { auth, MemoryKeyStore, scope } from '@tera-gw/auth';
+import { auth, MemoryKeyStore, scope, verifyBearer, type KeyStore } from '@tera-gw/auth';
 import {
   compose,
   context,
@@ -29,7 +29,10 @@ export type { GatewayOptions };
 export interface GatewayHandle {
   /** The whole API as one connect-style handler, for any framework or a bare node:http server. */
   readonly handler: Middleware;
-  /** `GET /health`: 200 with replica states when at least one replica is ready, 503 otherwise. */
+  /**
+   * `GET /health`: 200 when at least one replica is ready, 503 otherwise; `{status}` only, plus
+   * replica states for an operator key (option `health.details`).
+   */
   readonly health: Middleware;
   readonly upstream: VllmAdapter;
   /** Resolves once a replica is warm. */
@@ -52,9 +55,10 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const upstream = vllm(upstreamOptions);
 
   let authStage: Middleware | undefined;
+  let keyStore: KeyStore | undefined;
   if (stages.auth !== undefined) authStage = stages.auth === false ? undefined : stages.auth;
   else if (options.auth !== false) {
-    const keyStore = options.auth.keyStore ?? (options.auth.keys ? new MemoryKeyStore(options.auth.keys) : undefined);
+    keyStore = options.auth.keyStore ?? (options.auth.keys ? new MemoryKeyStore(options.auth.keys) : undefined);
     if (!keyStore)
       throw new TypeError("createGateway(): option 'auth' needs `keys` or `keyStore` (or `auth: false` with your own auth in front)");
     authStage = auth({ keyStore });
@@ -163,10 +167,18 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     models(req, res, () => fallback(req, res, next));
   };
 
-  const health: Middleware = (_req: IncomingMessage, res: ServerResponse) => {
+  const healthDetails = options.health?.details ?? 'operator';
+  const health: Middleware = (req: IncomingMessage, res: ServerResponse) => {
     const replicas = upstream.replicas();
     const ok = !closing && replicas.some((r) => r.state === 'ready' && r.breaker !== 'open');
-    sendJSON(res, ok ? 200 : 503, { status: ok ? 'ok' : closing ? 'shutting_down' : 'unavailable', replicas });
+    const code = ok ? 200 : 503;
+    const status = ok ? 'ok' : closing ? 'shutting_down' : 'unavailable';
+    const withDetails = () => sendJSON(res, code, { status, replicas });
+    const statusOnly = () => sendJSON(res, code, { status });
+    if (healthDetails === 'public') return withDetails();
+    // Replica URLs and load describe the deployment and its traffic: operators only.
+    if (healthDetails === 'none' || !keyStore || !req.headers.authorization) return statusOnly();
+    verifyBearer(req, keyStore).then((record) => (record.operator ? withDetails() : statusOnly()), statusOnly);
   };
 
   return {

@@ -46,6 +46,13 @@ export interface GatewayOptions {
    * and the concurrency limit, proxied to a ready replica with the upstream key, never the caller's.
    */
   passthrough?: string[];
+  /**
+   * `GET /health`. Without an operator key it answers the status only: replica URLs and load
+   * tell a tenant the deployment's layout and traffic. `details: 'operator'` adds them for keys
+   * marked `operator: true`, `'public'` for everyone (a health port only operators reach), `'none'` never.
+   * @defaultValue `{ details: 'operator' }`
+   */
+  health?: { details?: 'operator' | 'public' | 'none' };
 }
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
@@ -89,6 +96,8 @@ export const gatewayOptionsSchema = z.strictObject({
         })
         .optional(),
       forwardHeaders: z.array(z.string()).optional(),
+      cacheIsolation: z.enum(['key', 'team', 'none']).optional(),
+      cacheSaltSecret: z.string().min(16, 'needs at least 16 characters').optional(),
       routing: z.enum(['cache-aware', 'least-request']).optional(),
       retryAfterSeconds: z.int().positive().optional(),
       router: z
@@ -138,6 +147,8 @@ export const gatewayOptionsSchema = z.strictObject({
             tokensPerSecond: z.number().positive().optional(),
             expiresAt: z.union([z.string(), z.number(), z.date()]).optional(),
             disabled: z.boolean().optional(),
+            team: z.string().min(1).optional(),
+            operator: z.boolean().optional(),
           }),
         )
         .optional(),
@@ -209,6 +220,7 @@ export const gatewayOptionsSchema = z.strictObject({
   /** How long `close()` lets streams in flight finish. */
   shutdownGraceMs: z.int().min(0).optional(),
   passthrough: z.array(z.string().regex(/^\/[A-Za-z0-9/_-]+$/, "must be a plain path such as '/tokenize'")).optional(),
+  health: z.strictObject({ details: z.enum(['operator', 'public', 'none']).optional() }).optional(),
 });
 
 // The schema and the interface name the same options at every level, or this does not compile.
@@ -233,6 +245,7 @@ export type OptionsMatchSchema = [
   Check<Same<Keys<GatewayOptions['telemetry']>, Keys<Schema['telemetry']>>>,
   Check<Same<Keys<GatewayOptions['responses']>, Keys<Schema['responses']>>>,
   Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,
+  Check<Same<Keys<GatewayOptions['health']>, Keys<Schema['health']>>>,
 ];
 
 /** Checks the options once at start-up: a wrong option throws, naming itself. */

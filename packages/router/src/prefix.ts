@@ -26,6 +26,12 @@ function contentText(content: unknown): string {
   return '';
 }
 
+function seedOf(salt: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < salt.length; i++) h = Math.imul(h ^ salt.charCodeAt(i), 0x01000193);
+  return h | 1;
+}
+
 /**
  * Chained hashes of blocks of the rendered prompt (tools, then each message): block i's hash
  * depends on every byte before it, so equal hashes mean an equal prefix. Blocks are at most
@@ -33,10 +39,11 @@ function contentText(content: unknown): string {
  * blocks of their own from the first turn on. Bytes, not tokens (no tokenizer on the routing
  * path), and at most `maxBlocks`.
  */
-export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks: number): number[] {
+export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks: number, salt?: string): number[] {
   const blocks: number[] = [];
   const blockWords = Math.max(1, blockChars >> 2);
-  let hash = 0;
+  // A salt seeds the chain (as vLLM mixes `cache_salt` into its first block), so every block hash differs per partition.
+  let hash = salt ? seedOf(salt) : 0;
   const add = (text: string) => {
     // UTF-8 needs at most 3 bytes per UTF-16 unit; grow the scratch buffer when a message could not fit.
     const need = text.length * 3 + 4;

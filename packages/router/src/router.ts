@@ -13,6 +13,11 @@ export interface ReplicaView {
 export interface RouteRequest {
   readonly promptCacheKey?: string | undefined;
   readonly prompt?: PromptParts | undefined;
+  /**
+   * The tenant's cache partition (the request's `cache_salt`): prefixes are indexed per partition,
+   * as vLLM caches them, so routing stays cache-aware within a tenant and learns nothing across.
+   */
+  readonly partition?: string | undefined;
   /** Filled by the router on first use. */
   blocks?: number[];
   /** Leading blocks each scored replica already held, so `record` writes only the new ones. */
@@ -119,7 +124,7 @@ export function createRouter(options: RouterOptions = {}): Router {
     return index;
   };
   const blocksOf = (request: RouteRequest) =>
-    (request.blocks ??= request.prompt ? prefixBlocks(request.prompt, blockChars, maxBlocks) : []);
+    (request.blocks ??= request.prompt ? prefixBlocks(request.prompt, blockChars, maxBlocks, request.partition) : []);
   // Which block each block was followed by: a block followed by different continuations ends a
   // prefix that several conversations share (an agent's system prompt). Matching that part is
   // worth one prefill per replica, not a conversation's stickiness, so it scores lightly.

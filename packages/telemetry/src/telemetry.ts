@@ -4,6 +4,7 @@ import {
   SpanKind,
   SpanStatusCode,
   context as otelContext,
+  isSpanContextValid,
   metrics,
   trace,
   type Attributes,
@@ -317,6 +318,14 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const attributes: Attributes = { [ATTR.operationName]: OPERATION_CHAT, [ATTR.providerName]: PROVIDER, [ATTR.requestModel]: model };
     const span = tracer.startSpan(`${OPERATION_CHAT} ${model}`, { kind: SpanKind.INTERNAL, attributes }, parent);
     ctx.span = span;
+    // The upstream continues the gateway's trace, not whatever the caller sent.
+    const spanContext = span.spanContext();
+    if (span.isRecording() && isSpanContextValid(spanContext)) {
+      const flags = (spanContext.traceFlags & 0xff).toString(16).padStart(2, '0');
+      const traceparent = `00-${spanContext.traceId}-${spanContext.spanId}-${flags}`;
+      const tracestate = spanContext.traceState?.serialize();
+      ctx.traceHeaders = tracestate ? { traceparent, tracestate } : { traceparent };
+    }
     inFlight.add(1, {
       [ATTR.operationName]: OPERATION_CHAT,
       [ATTR.providerName]: PROVIDER,

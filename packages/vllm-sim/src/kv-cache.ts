@@ -18,9 +18,13 @@ export class KvCache {
     this.index = new PrefixIndex(this.capacityBlocks);
   }
 
-  /** Looks up the prompt's cached prefix, then admits its blocks; returns the cached tokens (the matched share of the prompt). */
-  admit(prompt: PromptParts, promptTokens: number): number {
-    const blocks = prefixBlocks(prompt, BLOCK_CHARS, 1 << 20);
+  /**
+   * Looks up the prompt's cached prefix, then admits its blocks; returns the cached tokens (the
+   * matched share of the prompt). A `cache_salt` seeds the block hashes, as vLLM mixes it into
+   * its first block: prompts with different salts share nothing.
+   */
+  admit(prompt: PromptParts, promptTokens: number, salt?: string): number {
+    const blocks = prefixBlocks(prompt, BLOCK_CHARS, 1 << 20, salt);
     if (!blocks.length) return 0;
     const matched = this.index.matched(blocks);
     this.index.insert(blocks, matched);

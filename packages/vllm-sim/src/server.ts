@@ -205,7 +205,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (aborter.signal.aborted || !(await admit(aborter.signal))) return;
     metrics.running++;
     metrics.promptTokens += plan.promptTokens;
-    const cached = kvCache.admit(body, plan.promptTokens);
+    const cached = kvCache.admit(body, plan.promptTokens, body.cache_salt);
     metrics.prefixQueries += plan.promptTokens;
     metrics.prefixHits += cached;
     metrics.kvCacheUsage = kvCache.usage;

@@ -5,6 +5,7 @@ import { createRouter, leastRequest, type Router } from '@tera-gw/router';
 import { ClientGone, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
+import { cacheSalter } from './cache-salt.js';
 import { createServe } from './serve.js';
 
 export interface VllmOptions {
@@ -34,6 +35,19 @@ export interface VllmOptions {
    * @defaultValue `['traceparent', 'tracestate']`
    */
   forwardHeaders?: readonly string[];
+  /**
+   * Prompt-cache isolation: each request carries vLLM's `cache_salt`, an HMAC of the key id
+   * (`key`) or of the key's `team` (`team`; keys without one stay alone), so no tenant can time
+   * another's cached prefixes; the router's prefix index is partitioned the same way. `none`
+   * shares caches across all keys (single-tenant deployments).
+   * @defaultValue `'key'`
+   */
+  cacheIsolation?: 'key' | 'team' | 'none';
+  /**
+   * The HMAC secret behind `cache_salt`. Give the same one to every gateway host in front of the
+   * same replicas, or a tenant's cache is not shared between hosts. @defaultValue random per process
+   */
+  cacheSaltSecret?: string;
 }
 
 export interface AdapterEvents {
@@ -92,7 +106,8 @@ export function vllm(options: VllmOptions): VllmAdapter {
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
   if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
 
-  const serve = createServe({ replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter });
+  const cacheSalt = cacheSalter(options.cacheIsolation ?? 'key', options.cacheSaltSecret);
+  const serve = createServe({ replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt });
   const candidates = (): Replica[] => replicas.filter((r) => r.available);
 
   const handler: Middleware = function vllmUpstream(req, res, next) {

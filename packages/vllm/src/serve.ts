@@ -9,7 +9,10 @@ import {
   serverError,
   serviceUnavailable,
   toPublicUpstreamError,
+  validTraceparent,
+  validTracestate,
   type AttemptRecord,
+  type RequestContext,
   type UpstreamOutcome,
 } from '@tera-gw/core';
 import type { RouteRequest, Router } from '@tera-gw/router';
@@ -29,6 +32,24 @@ export interface ServeDeps {
   /** Caller headers passed on, lower-case. */
   forwardHeaders: readonly string[];
   retryAfter: number;
+  /** The request's `cache_salt` (tenant partition), or undefined to send none. */
+  cacheSalt: (ctx: RequestContext, callerSalt: string | undefined) => string | undefined;
+}
+
+/**
+ * The trace context the upstream gets: the gateway's own span when telemetry records one,
+ * else the caller's when it is valid W3C (and forwarding it is configured), else none.
+ */
+function traceHeadersFor(forwardHeaders: readonly string[]) {
+  const forwardParent = forwardHeaders.includes('traceparent');
+  const forwardState = forwardHeaders.includes('tracestate');
+  return (req: IncomingMessage, ctx: RequestContext): Record<string, string> => {
+    if (ctx.traceHeaders) return { ...ctx.traceHeaders };
+    const parent = forwardParent ? validTraceparent(req.headers.traceparent) : undefined;
+    if (!parent) return {};
+    const state = forwardState ? validTracestate(req.headers.tracestate) : undefined;
+    return state ? { traceparent: parent, tracestate: state } : { traceparent: parent };
+  };
 }
 
 /**
@@ -36,7 +57,8 @@ export interface ServeDeps {
  * faults on another replica before the first byte reached the client, and relays the answer.
  */
 export function createServe(deps: ServeDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter } = deps;
+  const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt } = deps;
+  const traceHeaders = traceHeadersFor(forwardHeaders);
   function candidates(tried: ReadonlySet<Replica>): Replica[] {
     const out: Replica[] = [];
     for (const r of replicas) if (!tried.has(r) && r.available) out.push(r);
@@ -55,16 +77,21 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const streaming = body.stream === true;
     const callerWantsUsage = body.stream_options?.include_usage === true;
     // Usage is always asked for upstream so it is known for limits and billing; the caller sees the usage chunk only if it asked.
-    const upstreamBody = streaming ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : body;
+    const upstreamBody = streaming ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : { ...body };
+    const salt = cacheSalt(ctx, body.cache_salt);
+    if (salt === undefined) delete upstreamBody.cache_salt;
+    else upstreamBody.cache_salt = salt;
     const payload = Buffer.from(JSON.stringify(upstreamBody));
     const headers: Record<string, string> = { ...baseHeaders, 'x-request-id': ctx.id };
     for (const name of forwardHeaders) {
+      if (name === 'traceparent' || name === 'tracestate') continue;
       const value = req.headers[name];
       if (typeof value === 'string') headers[name] = value;
     }
+    Object.assign(headers, traceHeaders(req, ctx));
     const deadline = performance.now() + timeouts.totalMs;
     const tried = new Set<Replica>();
-    const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body };
+    const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body, partition: salt };
     const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
     let lastFault: UpstreamFault | undefined;
     let staleRetries = 0;
