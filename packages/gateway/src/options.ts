@@ -97,6 +97,7 @@ export const gatewayOptionsSchema = z.strictObject({
         .optional(),
       forwardHeaders: z.array(z.string()).optional(),
       cacheIsolation: z.enum(['key', 'team', 'none']).optional(),
+      outputChecks: z.strictObject({ emptyCompletions: z.boolean().optional(), structuredOutput: z.boolean().optional() }).optional(),
       cacheSaltSecret: z.string().min(16, 'needs at least 16 characters').optional(),
       routing: z.enum(['cache-aware', 'least-request']).optional(),
       retryAfterSeconds: z.int().positive().optional(),

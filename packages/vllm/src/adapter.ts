@@ -6,6 +6,7 @@ import { ClientGone, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
 import { cacheSalter } from './cache-salt.js';
+import type { ModelOutputFailure, RequestFailure } from './outcome.js';
 import { createServe } from './serve.js';
 
 export interface VllmOptions {
@@ -48,11 +49,20 @@ export interface VllmOptions {
    * same replicas, or a tenant's cache is not shared between hosts. @defaultValue random per process
    */
   cacheSaltSecret?: string;
+  /**
+   * gpt-oss failures vLLM lets through, retried before any text reaches the caller (like
+   * Harmony parser errors, which are always retried): `emptyCompletions` (tokens generated,
+   * no text), `structuredOutput` (a strict `json_schema` or a `json_object` answer that breaks
+   * it; in a stream, text has gone out, so the violation ends it with an error event).
+   * @defaultValue both `true`
+   */
+  outputChecks?: { emptyCompletions?: boolean; structuredOutput?: boolean };
 }
 
 export interface AdapterEvents {
   attempt: [ctx: RequestContext, replica: string, attempt: number];
-  retry: [ctx: RequestContext, replica: string, fault: UpstreamFault];
+  /** An attempt failed and another follows: a replica fault, or a failure that is not the replica's (the model's output, a request vLLM answered with a JSON 500). */
+  retry: [ctx: RequestContext, replica: string, fault: UpstreamFault | ModelOutputFailure | RequestFailure];
   /** The stream failed after bytes had gone to the client. */
   midStreamFailure: [ctx: RequestContext, replica: string, reason: string];
   clientAbort: [ctx: RequestContext];
@@ -107,7 +117,22 @@ export function vllm(options: VllmOptions): VllmAdapter {
   if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
 
   const cacheSalt = cacheSalter(options.cacheIsolation ?? 'key', options.cacheSaltSecret);
-  const serve = createServe({ replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt });
+  const outputChecks = {
+    emptyCompletions: options.outputChecks?.emptyCompletions ?? true,
+    structuredOutput: options.outputChecks?.structuredOutput ?? true,
+  };
+  const serve = createServe({
+    replicas,
+    router,
+    maxAttempts,
+    timeouts,
+    events,
+    baseHeaders,
+    forwardHeaders,
+    retryAfter,
+    cacheSalt,
+    outputChecks,
+  });
   const candidates = (): Replica[] => replicas.filter((r) => r.available);
 
   const handler: Middleware = function vllmUpstream(req, res, next) {

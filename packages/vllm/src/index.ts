@@ -2,3 +2,4 @@ export { vllm, type VllmAdapter, type VllmOptions, type AdapterEvents } from './
 export { ClientGone, type Timeouts } from './attempt.js';
 export { parseVllmMetrics, type HealthOptions } from './health.js';
 export type { ReplicaState, ReplicaStatus } from './replica.js';
+export { classifyUpstreamError, ModelOutputFailure, RequestFailure, type ModelFailureKind, type UpstreamVerdict } from './outcome.js';

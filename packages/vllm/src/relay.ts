@@ -19,6 +19,8 @@ import {
   type RequestContext,
 } from '@tera-gw/core';
 import type { AdapterEvents } from './adapter.js';
+import { classifyUpstreamError, ModelOutputFailure, RequestFailure, upstreamErrorMessage } from './outcome.js';
+import { isEmptyCompletion, structuredOutputCheck } from './output-checks.js';
 import { ClientGone, readResponse, type Timeouts } from './attempt.js';
 import type { Replica } from './replica.js';
 
@@ -32,10 +34,34 @@ export class Retryable extends Error {
 export interface RelayDeps {
   timeouts: Timeouts;
   events: EventEmitter<AdapterEvents>;
+  /** Look for empty completions and broken structured output (on by default). */
+  outputChecks: { emptyCompletions: boolean; structuredOutput: boolean };
 }
 
+/** One response's stream across attempts: a retry continues it after an earlier attempt's role chunk. */
+export interface StreamState {
+  /** Headers and the first (role) chunk went to the client. */
+  started: boolean;
+}
+
+type Delta = ChatCompletionChunk['choices'][number]['delta'] & { reasoning?: string | null; reasoning_content?: string | null };
+const carriesText = (delta: Delta) => !!(delta.content || delta.reasoning || delta.reasoning_content || delta.tool_calls?.length);
+
+/** Ends a stream that already started with one error event, in the response's own shape. */
+export function endStreamWithError(res: ServerResponse, ctx: RequestContext, error: TeraError): void {
+  ctx.upstream!.error = { type: error.type, message: error.message };
+  ctx.errorType = error.type;
+  if (!res.writableEnded) res.end(ctx.output ? ctx.output.error(error.toJSON(), ctx) : encodeErrorEvent(error.toJSON()));
+}
+
+/** What the caller reads when the model's output failed after text went out (fixed text, never the replica's). */
+export const modelOutputError = (failure: ModelOutputFailure): TeraError =>
+  new TeraError(500, 'server_error', `The model produced ${ModelOutputFailure.describe(failure.kind)}. Retry the request.`, {
+    code: failure.kind,
+  });
+
 export async function relayCompletion(
-  { timeouts }: RelayDeps,
+  { timeouts, outputChecks }: RelayDeps,
   response: IncomingMessage,
   res: ServerResponse,
   ctx: RequestContext,
@@ -43,17 +69,31 @@ export async function relayCompletion(
 ): Promise<void> {
   let completion: ChatCompletion;
   try {
-    const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
-    completion = JSON.parse(text.toString('utf8')) as ChatCompletion;
+    const text = (await readResponse(response, timeouts.idleMs, deadline, ctx.signal)).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UpstreamFault('malformed', 'the replica answered a body that is not JSON');
+    }
+    // A 200 whose body is an error object (a fork's regression): read like any error answer.
+    if (upstreamErrorMessage(parsed) !== undefined) {
+      const verdict = classifyUpstreamError(200, text);
+      if (verdict.owner === 'model') throw verdict.failure;
+      if (verdict.owner === 'replica') throw verdict.fault;
+    }
+    completion = parsed as ChatCompletion;
     if (!completion || !Array.isArray(completion.choices))
       throw new UpstreamFault('malformed', 'the replica answered a body that is not a chat completion');
   } catch (err) {
-    if (err instanceof ClientGone) throw err;
+    if (err instanceof ClientGone || err instanceof ModelOutputFailure) throw err;
     throw new Retryable(
       err instanceof UpstreamFault ? err : new UpstreamFault('malformed', 'the replica answered a body that is not JSON'),
     );
   }
   if (completion.usage) ctx.usage = completion.usage;
+  if (outputChecks.emptyCompletions && isEmptyCompletion(completion))
+    throw new ModelOutputFailure('empty_completion', `finish_reason ${completion.choices[0]?.finish_reason} with no text`);
   let out: ChatCompletion;
   try {
     out = applyCompletionTransforms(completion, ctx);
@@ -62,6 +102,12 @@ export async function relayCompletion(
       ? err
       : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error', cause: err });
   }
+  const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
+  const content = out.choices[0]?.message.content;
+  if (check && typeof content === 'string' && !out.choices[0]?.message.tool_calls?.length && out.choices[0]?.finish_reason !== 'length') {
+    const failure = check(content);
+    if (failure) throw failure;
+  }
   ctx.upstream!.responseId = out.id;
   ctx.upstream!.finishReason = out.choices[0]?.finish_reason ?? undefined;
   const answer: unknown = ctx.output ? await ctx.output.completion(out, ctx) : out;
@@ -69,29 +115,40 @@ export async function relayCompletion(
   sendJSON(res, 200, answer);
 }
 
+/**
+ * Relays one attempt's stream. Before any text (reasoning, content, a tool call) came from
+ * the upstream, every failure rejects so the caller of this function can retry, continuing
+ * the same response after the role chunk that may already have gone out; after text, a
+ * failure is one error event and the stream ends.
+ */
 export function relayStream(
-  { timeouts, events }: RelayDeps,
+  { timeouts, events, outputChecks }: RelayDeps,
   response: IncomingMessage,
   res: ServerResponse,
   ctx: RequestContext,
   replica: Replica,
   callerWantsUsage: boolean,
   deadline: number,
+  stream: StreamState,
 ): Promise<void> {
   const transforms = ctx.responseTransforms;
   const output = ctx.output;
-  const rawPassThrough = !output && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+  const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
+  const rawPassThrough = !output && !check && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
   const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
   const outcome = ctx.upstream!;
+  // An earlier attempt's role chunk already went out: this attempt's is dropped.
+  const continuing = stream.started;
   return new Promise<void>((resolve, reject) => {
-    let started = false;
     let settled = false;
+    let upstreamText = false;
+    let content = '';
     // The upstream said [DONE]: what it does with its socket afterwards no longer matters.
     let upstreamDone = false;
     let pending = '';
     let idle: NodeJS.Timeout | undefined;
     const total = setTimeout(
-      () => fail(new UpstreamFault('timeout', 'the stream did not finish in time')),
+      () => replicaFault(new UpstreamFault('timeout', 'the stream did not finish in time')),
       Math.max(0, deadline - performance.now()),
     );
 
@@ -101,14 +158,26 @@ export function relayStream(
       if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
       if (chunk.choices.length === 0 && chunk.usage && !callerWantsUsage) return;
       if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
-      else for (const c of applyChunkTransforms(chunk, transforms, ctx)) pending += encode(c);
+      else
+        for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
+          const out = c.choices[0];
+          if (check && out) {
+            content += out.delta.content ?? '';
+            // Structured output is checked whole, before its normal finish goes out.
+            if (out.finish_reason && out.finish_reason !== 'length' && !out.delta.tool_calls?.length) {
+              const failure = check(content);
+              if (failure) throw failure;
+            }
+          }
+          pending += encode(c);
+        }
       // The first event goes out at once (time to first token); later ones are written once per upstream read.
-      if (!started) flush();
+      if (!stream.started) flush();
     };
     const flush = () => {
       if (!pending) return;
-      if (!started) {
-        started = true;
+      if (!stream.started) {
+        stream.started = true;
         outcome.firstByteMs = performance.now() - ctx.startTime;
         startEventStream(res);
       }
@@ -130,43 +199,81 @@ export function relayStream(
     const finish = () => {
       if (settle()) resolve();
     };
-    /** Before the first byte: retry elsewhere. After it: one error event, then the stream ends. */
-    const fail = (fault: UpstreamFault, publicError?: TeraError, countsAgainstReplica = true) => {
+    /** No text went out: the caller of relayStream retries, continuing this response if it started. */
+    const retry = (err: Retryable | ModelOutputFailure | RequestFailure) => {
+      if (!settle()) return;
+      if (stream.started) flush();
+      else pending = '';
+      response.destroy();
+      reject(err);
+    };
+    /** Text went out (or the failure is not the upstream's): one error event, then the end. */
+    const endWithError = (error: TeraError, fault?: UpstreamFault) => {
       if (settled) return;
-      if (!started && !pending && (countsAgainstReplica || publicError)) {
-        // Nothing sent yet: a replica fault is retried elsewhere; anything else is an ordinary error response.
+      if (!stream.started && !pending) {
+        // Nothing sent yet: an ordinary error answer.
         settle();
         response.destroy();
-        return reject(countsAgainstReplica || !publicError ? new Retryable(fault) : publicError);
+        return reject(error);
       }
       flush();
       settle();
       response.destroy();
-      replica.breaker.recordFailure(fault);
-      const error =
-        publicError ??
+      if (fault) {
+        replica.breaker.recordFailure(fault);
+        events.emit('midStreamFailure', ctx, replica.id, fault.message);
+        recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
+      }
+      endStreamWithError(res, ctx, error);
+      resolve();
+    };
+    const replicaFault = (fault: UpstreamFault) => {
+      if (!upstreamText) return retry(new Retryable(fault));
+      endWithError(
         new TeraError(500, 'server_error', `The model server stream broke off (${fault.kind}). Retry with backoff.`, {
           code: 'upstream_stream_error',
-        });
-      outcome.error = { type: error.type, message: error.message };
-      events.emit('midStreamFailure', ctx, replica.id, fault.message);
-      recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
-      res.end(output ? output.error(error.toJSON(), ctx) : encodeErrorEvent(error.toJSON()));
-      resolve();
+        }),
+        fault,
+      );
+    };
+    const modelFailure = (failure: ModelOutputFailure | RequestFailure) => {
+      if (!upstreamText) return retry(failure);
+      recordEvent(ctx, 'tera.stream.failure', {
+        'tera.replica': replica.id,
+        'error.type': failure instanceof ModelOutputFailure ? failure.kind : 'request_failure',
+      });
+      endWithError(
+        failure instanceof ModelOutputFailure
+          ? modelOutputError(failure)
+          : new TeraError(500, 'server_error', 'The model server failed while streaming. Retry with backoff.', {
+              code: 'upstream_stream_error',
+            }),
+      );
     };
 
     // A transform that throws (a TeraError by design, e.g. invalid tool arguments in strict mode, or a bug) ends the stream cleanly.
-    const transformFailed = (err: unknown) =>
-      fail(
-        new UpstreamFault('malformed', 'a response transform refused the stream'),
+    const transformFailed = (err: unknown) => {
+      if (err instanceof ModelOutputFailure) {
+        recordEvent(ctx, `tera.output.${err.kind}`, { 'tera.replica': replica.id });
+        return endWithError(modelOutputError(err));
+      }
+      endWithError(
         err instanceof TeraError
           ? err
           : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error' }),
-        false,
       );
+    };
     const decoder = createUpstreamSSEDecoder({
       onChunk: (chunk, data) => {
+        if (settled) return;
         if (outcome.responseId === undefined) outcome.responseId = chunk.id;
+        const choice = chunk.choices[0];
+        if (choice) {
+          if (carriesText(choice.delta as Delta)) upstreamText = true;
+          else if (continuing && !upstreamText && choice.delta.role && !choice.finish_reason) return;
+          if (choice.finish_reason && !upstreamText && choice.finish_reason !== 'length' && outputChecks.emptyCompletions)
+            return modelFailure(new ModelOutputFailure('empty_completion', `finish_reason ${choice.finish_reason} with no text`));
+        }
         try {
           emit(chunk, data);
         } catch (err) {
@@ -193,12 +300,17 @@ export function relayStream(
         clearTimeout(idle);
         tail.then(close, transformFailed);
       },
-      onUpstreamError: (body) => fail(new UpstreamFault('status', 'the replica sent an error event'), toPublicUpstreamError(500, body)),
-      onMalformed: (reason) => fail(new UpstreamFault('malformed', reason)),
+      onUpstreamError: (body) => {
+        const verdict = classifyUpstreamError(0, JSON.stringify(body));
+        if (verdict.owner === 'replica') return replicaFault(verdict.fault);
+        if (verdict.owner === 'caller') return endWithError(verdict.error);
+        modelFailure(verdict.failure);
+      },
+      onMalformed: (reason) => replicaFault(new UpstreamFault('malformed', reason)),
     });
     const armIdle = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => fail(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
+      idle = setTimeout(() => replicaFault(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
     };
     armIdle();
     response.on('data', (bytes: Buffer) => {
@@ -210,17 +322,17 @@ export function relayStream(
     response.once('end', () => {
       if (settled || upstreamDone) return;
       decoder.end();
-      fail(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
+      replicaFault(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
     });
     response.once('error', (err) => {
       if (ctx.signal.aborted) {
         settle();
         return reject(new ClientGone());
       }
-      if (!upstreamDone) fail(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
+      if (!upstreamDone) replicaFault(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
     });
     response.once('aborted', () => {
-      if (!upstreamDone) fail(new UpstreamFault('reset', 'the stream broke off'));
+      if (!upstreamDone) replicaFault(new UpstreamFault('reset', 'the stream broke off'));
     });
     ctx.signal.addEventListener(
       'abort',

@@ -8,6 +8,7 @@ import {
   sendError,
   serverError,
   serviceUnavailable,
+  TeraError,
   toPublicUpstreamError,
   validTraceparent,
   validTracestate,
@@ -18,15 +19,16 @@ import {
 import type { RouteRequest, Router } from '@tera-gw/router';
 import type { AdapterEvents } from './adapter.js';
 import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
-import { relayCompletion, relayStream, Retryable } from './relay.js';
+import { ModelOutputFailure, RequestFailure, classifyUpstreamError } from './outcome.js';
+import { endStreamWithError, relayCompletion, relayStream, Retryable, type RelayDeps, type StreamState } from './relay.js';
 import type { Replica } from './replica.js';
 
-export interface ServeDeps {
+const isEventStreamResponse = (response: IncomingMessage) => (response.headers['content-type'] ?? '').startsWith('text/event-stream');
+
+export interface ServeDeps extends RelayDeps {
   replicas: readonly Replica[];
   router: Router;
   maxAttempts: number;
-  timeouts: Timeouts;
-  events: EventEmitter<AdapterEvents>;
   /** Headers every upstream request carries (content type, the upstream key). */
   baseHeaders: Readonly<Record<string, string>>;
   /** Caller headers passed on, lower-case. */
@@ -93,12 +95,19 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const tried = new Set<Replica>();
     const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body, partition: salt };
     const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
-    let lastFault: UpstreamFault | undefined;
+    const stream: StreamState = { started: false };
+    let lastFailure: UpstreamFault | ModelOutputFailure | RequestFailure | undefined;
+    // A model-output failure is not the replica's: with no other replica ready, the same one tries again.
+    let sameReplicaAllowed = false;
     let staleRetries = 0;
+    /** An error answer, or one error event when an earlier attempt already started the stream. */
+    const answer = (error: TeraError) => (stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
 
-    while (outcome.attempts < maxAttempts) {
+    while (outcome.attempts < maxAttempts && performance.now() < deadline) {
       if (ctx.signal.aborted) return;
-      const replica = router.pick(route, candidates(tried));
+      let pool = candidates(tried);
+      if (!pool.length && sameReplicaAllowed) pool = candidates(new Set());
+      const replica = router.pick(route, pool);
       if (!replica) break;
       router.record?.(route, replica);
       tried.add(replica);
@@ -115,26 +124,25 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
           const status = attempt.response.statusCode ?? 0;
           if (status >= 500) {
             const text = await readResponse(attempt.response, timeouts.idleMs, deadline, ctx.signal).catch(() => Buffer.alloc(0));
-            throw new UpstreamFault('status', `replica answered ${status}: ${text.toString('utf8').slice(0, 200)}`, status);
+            // Only a replica fault leaves breaker.run as an UpstreamFault, so only those are counted.
+            const verdict = classifyUpstreamError(status, text.toString('utf8'));
+            throw verdict.owner === 'replica' ? verdict.fault : verdict.owner === 'caller' ? verdict.error : verdict.failure;
           }
           return attempt;
         });
         const status = response.statusCode ?? 0;
         record.status = status;
-        if (status >= 400) {
-          const text = await readResponse(response, timeouts.idleMs, deadline, ctx.signal);
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(text.toString('utf8'));
-          } catch {
-            parsed = { message: text.toString('utf8').slice(0, 500) };
-          }
-          return sendError(res, toPublicUpstreamError(status, parsed));
+        if (status >= 400 || (streaming && !isEventStreamResponse(response))) {
+          // An error answer, or a JSON body where a stream was asked for (a 200 carrying an error object).
+          const text = (await readResponse(response, timeouts.idleMs, deadline, ctx.signal)).toString('utf8');
+          const verdict = classifyUpstreamError(status, text);
+          if (verdict.owner === 'caller') return answer(verdict.error);
+          throw verdict.owner === 'replica' ? new Retryable(verdict.fault) : verdict.failure;
         }
         const onAbort = () => request.destroy();
         ctx.signal.addEventListener('abort', onAbort, { once: true });
         try {
-          if (streaming) await relayStream(deps, response, res, ctx, replica, callerWantsUsage, deadline);
+          if (streaming) await relayStream(deps, response, res, ctx, replica, callerWantsUsage, deadline, stream);
           else await relayCompletion(deps, response, res, ctx, deadline);
         } finally {
           ctx.signal.removeEventListener('abort', onAbort);
@@ -147,6 +155,21 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
           events.emit('clientAbort', ctx);
           return;
         }
+        if (err instanceof ModelOutputFailure || err instanceof RequestFailure) {
+          // Not the replica's fault: retried, never counted against its breaker.
+          lastFailure = err;
+          record.outcome = 'retried';
+          record.error = err.message;
+          const kind = err instanceof ModelOutputFailure ? err.kind : 'request_failure';
+          if (err instanceof ModelOutputFailure) {
+            sameReplicaAllowed = true;
+            const repairs = (ctx.repairs ??= {});
+            repairs[`retry.${kind}`] = (repairs[`retry.${kind}`] ?? 0) + 1;
+          }
+          recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': kind, 'tera.attempt': outcome.attempts });
+          events.emit('retry', ctx, replica.id, err);
+          continue;
+        }
         const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
         if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
         if (fault) {
@@ -157,7 +180,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
             outcome.attempts--;
             continue;
           }
-          lastFault = fault;
+          lastFailure = fault;
           record.outcome = 'retried';
           record.error = fault.message;
           if (fault.status !== undefined) record.status = fault.status;
@@ -175,21 +198,31 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
         }
         record.outcome = 'failed';
         record.error = err instanceof Error ? err.message : String(err);
+        if (stream.started && err instanceof TeraError) return endStreamWithError(res, ctx, err);
         throw err;
       } finally {
         record.end ??= performance.now();
         replica.inFlight--;
       }
     }
-    if (lastFault) {
-      // The fault (a replica's body included) is in the attempt log and the spans; the caller gets fixed text.
-      throw serverError(
-        `The model server failed to answer after ${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,
-        'upstream_error',
-        lastFault,
-      );
-    }
-    throw serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
+    const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}`;
+    // The failure itself (a replica's body included) is in the attempt log and the spans; the caller gets fixed text.
+    const error =
+      lastFailure instanceof ModelOutputFailure
+        ? serverError(
+            `The model produced ${ModelOutputFailure.describe(lastFailure.kind)} on ${attempts}. Retry the request; if it persists, report the X-Tera-Request-ID of this response.`,
+            lastFailure.kind,
+            lastFailure,
+          )
+        : lastFailure
+          ? serverError(
+              `The model server failed to answer after ${attempts}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,
+              'upstream_error',
+              lastFailure,
+            )
+          : serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
+    if (stream.started) return endStreamWithError(res, ctx, error);
+    throw error;
   }
   return serve;
 }

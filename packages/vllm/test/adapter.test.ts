@@ -277,7 +277,9 @@ describe('request rewriting', () => {
     expect(headers['openai-project']).toBeUndefined();
     expect(headers.traceparent).toMatch(/^00-/);
     expect(headers['x-request-id']).toBe(res.headers.get('x-tera-request-id'));
-    expect(body).toEqual({ model, messages, stream: false, max_tokens: 4096 });
+    // The salt is the tenant partition: an HMAC (43 base64url characters), never the key or its id.
+    expect(body).toEqual({ model, messages, stream: false, max_tokens: 4096, cache_salt: expect.stringMatching(/^[\w-]{43}$/) });
+    expect(JSON.stringify(body)).not.toContain('sk-caller-secret');
   });
 
   it('an upstream context-length 400 becomes invalid_request_error / context_length_exceeded, not retried', async () => {
