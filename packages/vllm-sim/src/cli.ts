@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { startSimulator } from './server.js';
-import { TOOL_CALL_QUIRKS, type ReasoningField, type SimulatorOptions, type ToolCallQuirk } from './options.js';
+import { FAULTS, TOOL_CALL_QUIRKS, type Fault, type ReasoningField, type SimulatorOptions, type ToolCallQuirk } from './options.js';
 
 const usage = `Usage: vllm-sim [--port 8001] [--host 127.0.0.1] [--model openai/gpt-oss-20b]
   [--reasoning-field reasoning|reasoning_content|both] [--ttft-ms N] [--itl-ms N] [--cold-start-ms N]
   [--fail-rate 0..1] [--tool-call-quirk ${TOOL_CALL_QUIRKS.join('|')}]... [--error-format nested|flat]
   [--max-model-len N] [--version X.Y.Z] [--kv-cache-tokens N] [--prefill-us-per-token N]
-  [--max-num-seqs N] [--enable-prompt-tokens-details]`;
+  [--max-num-seqs N] [--enable-prompt-tokens-details] [--fault NAME[:RATE]]...
+  faults: ${FAULTS.join(', ')} (RATE: share of chat requests, default 1)`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${usage}\n`);
@@ -36,6 +37,7 @@ try {
       'cold-start-ms': { type: 'string' },
       'fail-rate': { type: 'string' },
       'tool-call-quirk': { type: 'string', multiple: true },
+      fault: { type: 'string', multiple: true },
       'error-format': { type: 'string' },
       'max-model-len': { type: 'string' },
       'kv-cache-tokens': { type: 'string' },
@@ -89,6 +91,12 @@ for (const [key, flag] of Object.entries(numeric)) {
 }
 const failRate = number('fail-rate', v['fail-rate'], 0, 1);
 if (failRate !== undefined) options.failRate = failRate;
+for (const spec of (v.fault ?? []).flatMap((f) => f.split(','))) {
+  const [name, rate = '1'] = spec.split(':');
+  if (!FAULTS.includes(name as Fault)) fail(`unknown --fault '${name}'; one of ${FAULTS.join(', ')}`);
+  const share = number('fault', rate, 0, 1)!;
+  (options.faultRates ??= {})[name as Fault] = share;
+}
 
 const sim = await startSimulator(options);
 process.stdout.write(`vllm-sim listening on ${sim.url}\n`);

@@ -28,8 +28,32 @@ export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = [
   'harmony-analysis-in-content-plain',
 ];
 
-export type Fault = '500' | '503' | 'reset-before-headers' | 'drop-mid-stream' | 'stall' | 'malformed-sse';
-export const FAULTS: readonly Fault[] = ['500', '503', 'reset-before-headers', 'drop-mid-stream', 'stall', 'malformed-sse'];
+/**
+ * Failures to drive the gateway with. Replica faults: `500` (the engine died), `503`, resets,
+ * stalls, broken SSE. gpt-oss output failures as released vLLM versions show them (they depend
+ * on sampling, so a retry usually succeeds): a Harmony parser error as a 500, a 400, a 200 whose
+ * body is an error object, or an SSE error event before or after the first text; an empty
+ * completion (vllm#41902); JSON that breaks the request's schema, or text that is no JSON at all.
+ * `request-500`: vLLM's JSON 500 for an exception raised while handling this one request.
+ */
+export const FAULTS = [
+  '500',
+  '503',
+  'reset-before-headers',
+  'drop-mid-stream',
+  'stall',
+  'malformed-sse',
+  'harmony-500',
+  'harmony-400',
+  'harmony-200',
+  'harmony-sse-before-text',
+  'harmony-sse-after-text',
+  'empty-completion',
+  'schema-break',
+  'invalid-json',
+  'request-500',
+] as const;
+export type Fault = (typeof FAULTS)[number];
 
 export interface SimulatorOptions {
   /** @defaultValue 0 (any free port) */
@@ -50,6 +74,8 @@ export interface SimulatorOptions {
   coldStartMs?: number;
   /** Share of chat requests answered 500. @defaultValue 0 */
   failRate?: number;
+  /** Share of chat requests that meet each fault, e.g. `{ 'harmony-500': 0.2 }` (`--fault harmony-500:0.2`). */
+  faultRates?: Partial<Record<Fault, number>>;
   toolCallQuirks?: readonly ToolCallQuirk[];
   /** Errors as older releases sent them (`{"object":"error",...}`) or nested (`{"error":{...}}`). @defaultValue `nested` */
   errorFormat?: 'flat' | 'nested';
@@ -68,6 +94,8 @@ export interface SimulatorOptions {
 /** What can change while the simulator runs (`configure()` or `POST /sim/config`), for failure drills. */
 export interface RuntimeConfig {
   failRate?: number;
+  /** Replaces the fault rates. */
+  faultRates?: Partial<Record<Fault, number>>;
   /** `/health` answers 503 while false. */
   healthy?: boolean;
   /** The next request pays the cold start again, as after a restart. */

@@ -263,3 +263,16 @@ export function applyHarmonyLeaks(plan: Plan, quirks: ReadonlySet<string>): Plan
   }
   return out;
 }
+
+const pieces = (text: string): TokenPiece[] => (text.match(/.{1,4}/gs) ?? []).map((t) => ({ text: t, logprob: -0.05 }));
+
+/**
+ * The output failures gpt-oss shows on some vLLM releases: `empty-completion` (tokens counted,
+ * no text in any channel: vllm#41902), `schema-break` (JSON that misses the schema: vllm#23120,
+ * #37359), `invalid-json` (prose where JSON was asked for). Token counts stay as generated.
+ */
+export function brokenOutput(plan: Plan, fault: 'empty-completion' | 'schema-break' | 'invalid-json'): Plan {
+  if (fault === 'empty-completion') return { ...plan, reasoning: [], content: [], toolCalls: [], finishReason: 'stop', stopReason: null };
+  const text = fault === 'schema-break' ? '{"unexpected": true}' : 'Sure! Here is the JSON you asked for:';
+  return { ...plan, content: pieces(text), toolCalls: [], finishReason: 'stop', stopReason: null };
+}

@@ -4,7 +4,7 @@ import { CONTEXT_LENGTH, GPT_OSS_20B, issueToError, loadTokenizer, readBody, typ
 import { lenientChatCompletionRequestSchema } from '@tera-gw/core/internal';
 import { KvCache } from './kv-cache.js';
 import { SimMetrics } from './metrics.js';
-import { applyHarmonyLeaks, planResponse, type Plan, type TokenPiece } from './plan.js';
+import { applyHarmonyLeaks, brokenOutput, planResponse, type Plan, type TokenPiece } from './plan.js';
 import { randomHex } from './prng.js';
 import { FAULTS, type Fault, type RuntimeConfig, type SimulatorOptions, type ToolCallQuirk } from './options.js';
 
@@ -36,12 +36,21 @@ export interface SimulatorHandle {
 
 interface State {
   failRate: number;
+  faultRates: Partial<Record<Fault, number>>;
   healthy: boolean;
   cold: boolean;
   warming: Promise<void> | undefined;
   ttftMs: number;
   itlMs: number;
 }
+
+/** Messages of openai-harmony's parser as vLLM relays them (vllm#22515, #22519, #23567; openai/harmony#38). */
+const HARMONY_ERRORS = [
+  'openai_harmony.HarmonyError: Unexpected token 200002 while expecting start token 200006',
+  'openai_harmony.HarmonyError: unexpected tokens remaining in message header: Some("to=functions.get_weather<|channel|>commentary json")',
+  'openai_harmony.HarmonyError: Unknown role: assistantanalysis',
+  'openai_harmony.HarmonyError: channel marker present but no channel value found in header',
+];
 
 const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
@@ -83,8 +92,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     metrics.running--;
     slots.shift()?.();
   };
+  const faultsSeen = new Map<string, number>();
   const state: State = {
     failRate: options.failRate ?? 0,
+    faultRates: { ...options.faultRates },
     healthy: true,
     cold: (options.coldStartMs ?? 0) > 0,
     warming: undefined,
@@ -111,6 +122,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
 
   function configure(config: RuntimeConfig): void {
     if (config.failRate !== undefined) state.failRate = config.failRate;
+    if (config.faultRates !== undefined) state.faultRates = { ...config.faultRates };
     if (config.healthy !== undefined) state.healthy = config.healthy;
     if (config.cold) state.cold = (options.coldStartMs ?? 0) > 0;
     if (config.ttftMs !== undefined) state.ttftMs = config.ttftMs;
@@ -144,12 +156,42 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (fault !== undefined && !FAULTS.includes(fault)) {
       return sendVllmError(res, 400, 'BadRequestError', `Unknown x-sim-fault '${fault}'; one of ${FAULTS.join(', ')}.`);
     }
+    const requestId = req.headers['x-request-id'];
+    // `x-sim-fault-times: N`: only the first N attempts of one gateway request (same x-request-id) fail, as a retry would see.
+    const times = Number(req.headers['x-sim-fault-times'] ?? Infinity);
+    if (fault !== undefined && Number.isFinite(times) && typeof requestId === 'string') {
+      const seen = faultsSeen.get(requestId) ?? 0;
+      if (faultsSeen.size > 10_000) faultsSeen.clear();
+      faultsSeen.set(requestId, seen + 1);
+      if (seen >= times) fault = undefined;
+    }
     if (fault === undefined && state.failRate > 0 && Math.random() < state.failRate) fault = '500';
+    if (fault === undefined)
+      for (const [name, rate] of Object.entries(state.faultRates) as Array<[Fault, number]>)
+        if (rate > 0 && Math.random() < rate) {
+          fault = name;
+          break;
+        }
     if (fault === 'reset-before-headers') return void req.socket.destroy();
     if (fault === '500') {
       return sendVllmError(res, 500, 'InternalServerError', 'EngineCore encountered an issue. See stack trace (above) for the root cause.');
     }
     if (fault === '503') return sendVllmError(res, 503, 'ServiceUnavailableError', 'The server is temporarily unable to serve requests.');
+    if (fault === 'harmony-500') return sendVllmError(res, 500, 'InternalServerError', HARMONY_ERRORS[0]!);
+    if (fault === 'harmony-400') return sendVllmError(res, 400, 'BadRequestError', HARMONY_ERRORS[1]!);
+    if (fault === 'harmony-200')
+      return sendJSON(
+        res,
+        200,
+        JSON.stringify({ error: { message: HARMONY_ERRORS[2], type: 'InternalServerError', param: null, code: 500 } }),
+      );
+    if (fault === 'request-500')
+      return sendVllmError(
+        res,
+        500,
+        'InternalServerError',
+        'ValueError: could not render the prompt (Traceback in /opt/vllm/entrypoints/openai/serving_chat.py; peer 10.0.3.7:8000; key sk-internal-0000)',
+      );
 
     let input: unknown;
     try {
@@ -166,6 +208,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (body.model !== model) return sendVllmError(res, 404, 'NotFoundError', `The model \`${body.model}\` does not exist.`, 'model');
 
     let plan = planResponse(body, maxModelLen);
+    if (fault === 'empty-completion' || fault === 'schema-break' || fault === 'invalid-json') plan = brokenOutput(plan, fault);
     const requested = body.max_completion_tokens ?? body.max_tokens ?? 0;
     if (plan.promptTokens + requested > maxModelLen || plan.promptTokens >= maxModelLen) {
       return sendVllmError(
@@ -180,7 +223,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const quirks =
       typeof quirkHeader === 'string' ? new Set(quirkHeader.split(',').map((q) => q.trim()) as ToolCallQuirk[]) : defaultQuirks;
     if ([...quirks].some((q) => q.startsWith('harmony-'))) plan = applyHarmonyLeaks(plan, quirks);
-    const requestId = req.headers['x-request-id'];
     const id = `chatcmpl-${typeof requestId === 'string' && requestId ? requestId : randomHex(plan.random, 32)}`;
 
     const aborter = new AbortController();
@@ -234,6 +276,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
 
   /** A non-streamed answer after the whole generation's time; faults cut or stall it. False when it did not finish. */
   async function respond({ res, body, plan, id, fault, signal, started, prefillMs }: Generation): Promise<boolean> {
+    if (fault === 'harmony-sse-before-text' || fault === 'harmony-sse-after-text') {
+      sendVllmError(res, 500, 'InternalServerError', HARMONY_ERRORS[3]!);
+      return false;
+    }
     await sleep(prefillMs + state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), signal);
     if (signal.aborted) return false;
     metrics.observeTTFT((performance.now() - started) / 1000);
@@ -376,7 +422,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     if (signal.aborted) return true;
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
     metrics.observeTTFT((performance.now() - started) / 1000);
-    const cutAt = fault === 'drop-mid-stream' ? 3 : fault === 'stall' || fault === 'malformed-sse' ? 2 : Infinity;
+    const cutAt =
+      fault === 'drop-mid-stream' || fault === 'harmony-sse-after-text'
+        ? 3
+        : fault === 'stall' || fault === 'malformed-sse'
+          ? 2
+          : fault === 'harmony-sse-before-text'
+            ? 1
+            : Infinity;
     if (state.itlMs <= 0 && cutAt === Infinity) {
       let all = '';
       for (const [text, tokens] of events) {
@@ -396,6 +449,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         }
         if (fault === 'stall')
           return new Promise<boolean>((resolve) => signal.addEventListener('abort', () => resolve(true), { once: true }));
+        if (fault === 'harmony-sse-before-text' || fault === 'harmony-sse-after-text') {
+          // vLLM reports an exception inside a stream as one error event, then [DONE].
+          const error = { error: { message: HARMONY_ERRORS[3], type: 'InternalServerError', param: null, code: 500 } };
+          res.end(`data: ${JSON.stringify(error)}\n\ndata: [DONE]\n\n`);
+          return true;
+        }
         res.end('data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":"oo\n\ndata: [DONE]\n\n');
         return true;
       }

@@ -281,6 +281,7 @@ export function relayStream(
         }
       },
       onDone: () => {
+        if (settled) return;
         upstreamDone = true;
         let tail: string | Promise<string>;
         try {
@@ -301,12 +302,13 @@ export function relayStream(
         tail.then(close, transformFailed);
       },
       onUpstreamError: (body) => {
+        if (settled) return;
         const verdict = classifyUpstreamError(0, JSON.stringify(body));
         if (verdict.owner === 'replica') return replicaFault(verdict.fault);
         if (verdict.owner === 'caller') return endWithError(verdict.error);
         modelFailure(verdict.failure);
       },
-      onMalformed: (reason) => replicaFault(new UpstreamFault('malformed', reason)),
+      onMalformed: (reason) => settled || replicaFault(new UpstreamFault('malformed', reason)),
     });
     const armIdle = () => {
       clearTimeout(idle);
