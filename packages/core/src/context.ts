@@ -90,10 +90,10 @@ export interface RequestContext {
   /** An upper bound on prompt tokens that is free to compute: the body's byte length. */
   promptTokenEstimate?: number;
   /**
-   * The exact context-length check, left by validation for the upstream stage to run once the
-   * cheap checks (scope, rate limits) have passed: counting is the one costly step of a request.
+   * Checks whose cost grows with the request (schema limits, the exact prompt count), left by
+   * validation for the upstream stage to run once the cheap checks (scope, rate limits) passed.
    */
-  promptCheck?: () => Promise<void>;
+  costlyChecks?: () => Promise<void>;
   key?: AuthenticatedKey;
   /** The active span of the telemetry stage, kept opaque here so core does not depend on OpenTelemetry. */
   span?: unknown;

@@ -43,8 +43,11 @@ export interface StepBudget {
   remaining: number;
 }
 
-/** About 25 ms of one core on a 2020s server: a generous tool-argument check takes well under 1% of it. */
-export const DEFAULT_STEP_BUDGET = 200_000;
+/**
+ * About 5 to 15 ms of one core (a step is 0.3 to 0.75 µs): a real tool call's check takes a few
+ * hundred steps; past this the check says "unknown" instead of holding the event loop.
+ */
+export const DEFAULT_STEP_BUDGET = 20_000;
 
 export const stepBudget = (steps = DEFAULT_STEP_BUDGET): StepBudget => ({ remaining: steps });
 
@@ -86,19 +89,17 @@ function canonical(value: unknown, budget?: StepBudget): string {
 
 const escapePointer = (key: string) => key.replace(/~/g, '~0').replace(/\//g, '~1');
 
-/** Size and depth of the document, without recursion (a hostile document may be nested 100,000 deep). */
-function measure(schema: unknown, limits: SchemaLimits): void {
-  const stack: Array<[unknown, number, string]> = [[schema, 1, '']];
-  let values = 0;
-  while (stack.length) {
-    const [value, depth, pointer] = stack.pop()!;
-    if (++values > limits.maxValues) throw new SchemaTooComplex(`it has more than ${limits.maxValues} values`, '');
-    if (typeof value !== 'object' || value === null) continue;
-    if (depth > limits.maxDepth) throw new SchemaTooComplex(`it is nested more than ${limits.maxDepth} levels deep`, pointer);
-    if (Array.isArray(value)) value.forEach((v, i) => stack.push([v, depth + 1, `${pointer}/${i}`]));
-    else for (const [k, v] of Object.entries(value)) stack.push([v, depth + 1, `${pointer}/${escapePointer(k)}`]);
-  }
+/** Where a part of the schema is, built only when an error names it. */
+type Path = { readonly parent: Path; readonly key: string | number } | undefined;
+const at = (parent: Path, key: string | number): Path => ({ parent, key });
+function pointerOf(path: Path): string {
+  const keys: string[] = [];
+  for (let p = path; p; p = p.parent) keys.push(typeof p.key === 'number' ? String(p.key) : escapePointer(p.key));
+  return keys.length ? `/${keys.reverse().join('/')}` : '';
 }
+
+/** Keywords whose values are data, not schemas: counted for size, never compiled. */
+const VALUE_KEYWORDS = new Set(['enum', 'const', 'default', 'examples']);
 
 class Compiled implements CompiledSchema {
   private readonly patterns = new Map<string, RE2JS | null>();
@@ -110,7 +111,6 @@ class Compiled implements CompiledSchema {
     private readonly root: Schema,
     private readonly limits: SchemaLimits,
   ) {
-    measure(root, limits);
     this.prepare();
   }
 
@@ -128,11 +128,11 @@ class Compiled implements CompiledSchema {
     return typeof at === 'boolean' || isObject(at) ? at : undefined;
   }
 
-  private pattern(source: string, pointer: string): RE2JS | null {
+  private pattern(source: string, path: Path): RE2JS | null {
     let compiled = this.patterns.get(source);
     if (compiled !== undefined) return compiled;
     if (source.length > this.limits.maxPatternLength)
-      throw new SchemaTooComplex(`a pattern is longer than ${this.limits.maxPatternLength} characters`, pointer);
+      throw new SchemaTooComplex(`a pattern is longer than ${this.limits.maxPatternLength} characters`, pointerOf(path));
     try {
       compiled = RE2JS.compile(source);
     } catch {
@@ -144,39 +144,43 @@ class Compiled implements CompiledSchema {
   }
 
   /**
-   * Compiles the patterns and enum/const sets of every schema in the document, and checks each
-   * schema's in-place fan-out. Iterative: only in-place chains recurse, and those are bounded
-   * by `maxFanOut`.
+   * One walk over the document, without recursion (a hostile one may be nested 100,000 deep):
+   * its size and depth against the limits, then for every schema in it the patterns and
+   * enum/const sets compiled and the in-place fan-out checked. Only in-place chains recurse,
+   * and those are bounded by `maxFanOut`.
    */
   private prepare(): void {
-    const stack: Array<[unknown, string]> = [[this.root, '']];
+    const { maxValues, maxDepth } = this.limits;
+    const stack: Array<[unknown, number, Path, boolean]> = [[this.root, 1, undefined, false]];
+    let values = 0;
     while (stack.length) {
-      const [node, pointer] = stack.pop()!;
+      const [node, depth, path, isValue] = stack.pop()!;
+      if (++values > maxValues) throw new SchemaTooComplex(`it has more than ${maxValues} values`, '');
+      if (typeof node !== 'object' || node === null) continue;
+      if (depth > maxDepth) throw new SchemaTooComplex(`it is nested more than ${maxDepth} levels deep`, pointerOf(path));
       if (Array.isArray(node)) {
-        node.forEach((v, i) => stack.push([v, `${pointer}/${i}`]));
+        for (let i = 0; i < node.length; i++) stack.push([node[i], depth + 1, at(path, i), isValue]);
         continue;
       }
-      if (!isObject(node)) continue;
-      this.fanOutOf(node, pointer, new Set());
-      if (typeof node.pattern === 'string') this.pattern(node.pattern, `${pointer}/pattern`);
-      if (isObject(node.patternProperties))
-        for (const source of Object.keys(node.patternProperties)) this.pattern(source, `${pointer}/patternProperties`);
-      if (Array.isArray(node.enum)) this.enums.set(node, new Set(node.enum.map((v) => canonical(v))));
-      if ('const' in node) this.consts.set(node, canonical(node.const));
-      for (const [key, child] of Object.entries(node)) {
-        // Values, not schemas: nothing in them is compiled.
-        if (key === 'enum' || key === 'const' || key === 'default' || key === 'examples') continue;
-        stack.push([child, `${pointer}/${escapePointer(key)}`]);
+      const schema = node as Record<string, unknown>;
+      if (!isValue) {
+        if (!this.fanOut.has(schema)) this.fanOutOf(schema, path, new Set());
+        if (typeof schema.pattern === 'string') this.pattern(schema.pattern, at(path, 'pattern'));
+        if (isObject(schema.patternProperties))
+          for (const source of Object.keys(schema.patternProperties)) this.pattern(source, at(path, 'patternProperties'));
+        if (Array.isArray(schema.enum)) this.enums.set(schema, new Set(schema.enum.map((v) => canonical(v))));
+        if ('const' in schema) this.consts.set(schema, canonical(schema.const));
       }
+      for (const key in schema) stack.push([schema[key], depth + 1, at(path, key), isValue || VALUE_KEYWORDS.has(key)]);
     }
   }
 
   /** How many subschemas one value meets through `schema` in place ($ref, allOf, anyOf, oneOf, not, if/then/else, dependent schemas). */
-  private fanOutOf(schema: unknown, pointer: string, inPlace: Set<object>): number {
+  private fanOutOf(schema: unknown, path: Path, inPlace: Set<object>): number {
     if (!isObject(schema)) return 1;
     const known = this.fanOut.get(schema);
     if (known !== undefined) return known;
-    if (inPlace.has(schema)) throw new SchemaTooComplex('a $ref cycle applies a schema to the same value forever', pointer);
+    if (inPlace.has(schema)) throw new SchemaTooComplex('a $ref cycle applies a schema to the same value forever', pointerOf(path));
     inPlace.add(schema);
     let total = 1;
     const add = (n: number) => {
@@ -184,28 +188,28 @@ class Compiled implements CompiledSchema {
       if (total > this.limits.maxFanOut)
         throw new SchemaTooComplex(
           `more than ${this.limits.maxFanOut} subschemas would apply to one value (through $ref, allOf, anyOf, oneOf)`,
-          pointer,
+          pointerOf(path),
         );
     };
     if (typeof schema.$ref === 'string') {
       const target = this.resolve(schema.$ref);
-      if (target !== undefined) add(this.fanOutOf(target, `${pointer}/$ref`, inPlace));
+      if (target !== undefined) add(this.fanOutOf(target, at(path, '$ref'), inPlace));
     }
     for (const key of IN_PLACE_LISTS) {
       const list = schema[key];
-      if (Array.isArray(list)) list.forEach((s, i) => add(this.fanOutOf(s, `${pointer}/${key}/${i}`, inPlace)));
+      if (Array.isArray(list)) for (let i = 0; i < list.length; i++) add(this.fanOutOf(list[i], at(at(path, key), i), inPlace));
     }
-    for (const key of IN_PLACE_SINGLES) if (key in schema) add(this.fanOutOf(schema[key], `${pointer}/${key}`, inPlace));
+    for (const key of IN_PLACE_SINGLES) if (key in schema) add(this.fanOutOf(schema[key], at(path, key), inPlace));
     for (const key of ['dependentSchemas', 'dependencies'] as const) {
       const map = schema[key];
       if (!isObject(map)) continue;
-      for (const [k, s] of Object.entries(map))
-        if (!Array.isArray(s)) add(this.fanOutOf(s, `${pointer}/${key}/${escapePointer(k)}`, inPlace));
+      for (const k in map) if (!Array.isArray(map[k])) add(this.fanOutOf(map[k], at(at(path, key), k), inPlace));
     }
     inPlace.delete(schema);
     this.fanOut.set(schema, total);
     return total;
   }
+
   check(value: unknown, budget: StepBudget = stepBudget()): SchemaCheck {
     try {
       const failure = this.validate(this.root, value, '', budget);

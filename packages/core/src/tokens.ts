@@ -59,7 +59,7 @@ const TOKENS_PER_MESSAGE = 4;
 const TOKENS_PER_PROMPT = 32;
 
 /** Characters counted between two yields to the event loop (a few milliseconds of work). */
-const PIECE = 32_768;
+const PIECE = 16_384;
 
 /** `text` in pieces of about PIECE characters, cut at white space where there is some (so the count barely changes). */
 function* pieces(text: string): Generator<string> {

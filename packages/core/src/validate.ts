@@ -26,11 +26,13 @@ export interface ValidateOptions {
   /** @defaultValue 131072 */
   contextLength?: number;
   /**
-   * Leave the exact prompt count to the upstream stage (`ctx.promptCheck`), after scope and rate
-   * limits, so a caller those refuse costs no counting. `vllm()` runs it.
-   * @defaultValue `true`
+   * Leave the checks whose cost grows with the request (schema limits, the exact prompt count)
+   * to the upstream stage (`ctx.costlyChecks`), after scope and rate limits, so a caller those
+   * refuse costs nothing more. `vllm()` runs them; an upstream of your own must call
+   * `ctx.costlyChecks` itself.
+   * @defaultValue `false`
    */
-  deferPromptCount?: boolean;
+  deferCostlyChecks?: boolean;
 }
 
 /** JSON nesting accepted in a request body: far above any real request (a tool schema is limited to 64). */
@@ -114,14 +116,20 @@ export function issueToError(rootIssue: z.core.$ZodIssue): TeraError {
  */
 function jsonDepthExceeds(raw: Buffer, limit: number): boolean {
   let depth = 0;
-  let inString = false;
   for (let i = 0; i < raw.length; i++) {
     const b = raw[i]!;
-    if (inString) {
-      if (b === 0x5c) i++;
-      else if (b === 0x22) inString = false;
-    } else if (b === 0x22) inString = true;
-    else if (b === 0x5b || b === 0x7b) {
+    if (b === 0x22) {
+      // Strings are skipped with indexOf (message text is most of a body): to the first quote not escaped.
+      let end = i;
+      for (;;) {
+        end = raw.indexOf(0x22, end + 1);
+        if (end === -1) return false;
+        let backslashes = 0;
+        for (let k = end - 1; raw[k] === 0x5c; k--) backslashes++;
+        if (backslashes % 2 === 0) break;
+      }
+      i = end;
+    } else if (b === 0x5b || b === 0x7b) {
       if (++depth > limit) return true;
     } else if (b === 0x5d || b === 0x7d) depth--;
   }
@@ -187,8 +195,12 @@ export const contextLengthExceeded = (prompt: number, completion: number, limit:
     'context_length_exceeded',
   );
 
-/** Tool parameters and a `json_schema` response format within the bounded checker's limits; 400 naming the schema otherwise. */
-function checkSchemas(body: ChatCompletionRequest): void {
+/**
+ * Tool parameters and a `json_schema` response format within the bounded checker's limits;
+ * 400 naming the schema otherwise. Compiling is linear in a schema's size: it yields to the
+ * event loop between schemas, so 128 large ones do not hold it.
+ */
+async function checkSchemas(body: ChatCompletionRequest): Promise<void> {
   const check = (schema: unknown, param: string, what: string) => {
     try {
       compileSchema(schema);
@@ -198,9 +210,13 @@ function checkSchemas(body: ChatCompletionRequest): void {
       throw invalidRequest(`Invalid schema for ${what}: ${err.message}${where}.`, param, 'schema_too_complex');
     }
   };
-  body.tools?.forEach((tool, i) => {
-    if (tool.function.parameters) check(tool.function.parameters, `tools[${i}].function.parameters`, `function '${tool.function.name}'`);
-  });
+  const tools = body.tools ?? [];
+  for (let i = 0; i < tools.length; i++) {
+    const tool = tools[i]!;
+    if (!tool.function.parameters) continue;
+    if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    check(tool.function.parameters, `tools[${i}].function.parameters`, `function '${tool.function.name}'`);
+  }
   const format = body.response_format;
   if (format?.type === 'json_schema' && format.json_schema.schema)
     check(format.json_schema.schema, 'response_format.json_schema.schema', `response_format '${format.json_schema.name}'`);
@@ -227,7 +243,6 @@ export async function validateChatRequest(
   const body = result.data as ChatCompletionRequest;
   const served = options.model ?? GPT_OSS_20B;
   if (body.model !== served) throw modelNotFound(body.model);
-  checkSchemas(body);
 
   const local: NonNullable<RequestContext['local']> = {};
   if (body.prompt_cache_key !== undefined) local.promptCacheKey = body.prompt_cache_key;
@@ -240,6 +255,8 @@ export async function validateChatRequest(
   const limit = options.contextLength ?? CONTEXT_LENGTH;
   const requested = body.max_completion_tokens ?? body.max_tokens ?? undefined;
   ctx.promptTokenEstimate = bodyBytes;
+  const costly: Array<() => Promise<void>> = [];
+  if (body.tools?.some((t) => t.function.parameters) || body.response_format?.type === 'json_schema') costly.push(() => checkSchemas(body));
   if (bodyBytes + (requested ?? MAX_OUTPUT_TOKENS) > limit) {
     // Until the count, the output budget assumes the prompt leaves room for all of it.
     if (requested === undefined) body.max_tokens = MAX_OUTPUT_TOKENS;
@@ -255,10 +272,16 @@ export async function validateChatRequest(
         body.max_tokens = Math.min(MAX_OUTPUT_TOKENS, room);
       }
     };
-    if (options.deferPromptCount) ctx.promptCheck = check;
-    else await check();
+    costly.push(check);
   } else if (requested === undefined) {
     body.max_tokens = MAX_OUTPUT_TOKENS;
+  }
+  if (costly.length) {
+    const run = async () => {
+      for (const step of costly) await step();
+    };
+    if (options.deferCostlyChecks) ctx.costlyChecks = run;
+    else await run();
   }
   return body;
 }

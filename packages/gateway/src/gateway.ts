@@ -100,7 +100,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         upstream,
       ].filter((s): s is Middleware => s !== undefined),
     );
-  const chat = pipeline(validate({ ...options.validation, deferPromptCount: true }));
+  const chat = pipeline(validate({ ...options.validation, deferCostlyChecks: true }));
   const raw = options.passthrough?.length
     ? passthrough({
         paths: options.passthrough,

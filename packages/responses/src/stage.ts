@@ -239,7 +239,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     prepared: Prepared,
     bytes: number,
     ctx: RequestContext,
-    deferPromptCount = true,
+    deferCostlyChecks = true,
   ): Promise<ChatCompletionRequest> {
     const inResponsesTerms = (err: unknown) => {
       if (!(err instanceof TeraError) || err.status !== 400) return err;
@@ -249,10 +249,10 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
       const chat = await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, {
         ...options.validation,
         unknownFields: 'reject',
-        deferPromptCount,
+        deferCostlyChecks,
       });
-      const check = ctx.promptCheck;
-      if (check) ctx.promptCheck = () => check().catch((err: unknown) => Promise.reject(inResponsesTerms(err)));
+      const checks = ctx.costlyChecks;
+      if (checks) ctx.costlyChecks = () => checks().catch((err: unknown) => Promise.reject(inResponsesTerms(err)));
       return chat;
     } catch (err) {
       throw inResponsesTerms(err);

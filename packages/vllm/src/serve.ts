@@ -70,10 +70,10 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const ctx = context(req, res);
     if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
-    const promptCheck = ctx.promptCheck;
-    if (promptCheck) {
-      ctx.promptCheck = undefined;
-      await promptCheck();
+    const costlyChecks = ctx.costlyChecks;
+    if (costlyChecks) {
+      ctx.costlyChecks = undefined;
+      await costlyChecks();
     }
     const body = applyRequestTransforms(ctx.body, ctx);
     const streaming = body.stream === true;

@@ -1,0 +1,269 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import express from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGateway, type Gateway } from '@tera-gw/gateway';
+
+/**
+ * A hostile tenant's payloads, each answered within a fixed CPU budget while the event loop
+ * stays responsive for everyone else. Every family here once cost seconds to tens of seconds of
+ * the single event loop: a `$ref` chain that doubles at each level, a backtracking `pattern`,
+ * token counting on long runs of white space, counting before scope and limits. The budgets
+ * are far above what a fixed gateway needs and far below what any of those took.
+ */
+const model = 'openai/gpt-oss-20b';
+const KEY = 'sk-tera-hostile-cpu-key';
+const UNSCOPED = 'sk-tera-unscoped-cpu-key';
+const CPU_BUDGET_MS = 750;
+// Alone, every payload below keeps the loop's longest stall under 50 ms (the figures this suite
+// prints); the ceiling leaves room for the scheduling noise of a shared two-core CI machine.
+const LOOP_DELAY_BUDGET_MS = 100;
+
+/** What the scripted replica answers next: a tool call with these arguments, or plain text. */
+let nextToolArguments: string | undefined;
+let replica: Server;
+let gateway: Gateway;
+let server: Server;
+let base: string;
+const figures: string[] = [];
+
+beforeAll(async () => {
+  replica = createServer((req, res) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => {
+      if (req.url === '/health') return void res.end();
+      if (req.url === '/metrics') {
+        res.statusCode = 404;
+        return void res.end();
+      }
+      const name = (JSON.parse(body) as { tools?: Array<{ function: { name: string } }> }).tools?.[0]?.function.name;
+      const message =
+        nextToolArguments !== undefined && name
+          ? {
+              role: 'assistant',
+              content: null,
+              tool_calls: [{ id: 'call_1', type: 'function', function: { name, arguments: nextToolArguments } }],
+            }
+          : { role: 'assistant', content: 'ok' };
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-cpu',
+          object: 'chat.completion',
+          created: 1,
+          model,
+          choices: [{ index: 0, message, finish_reason: message.content === null ? 'tool_calls' : 'stop' }],
+          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+        }),
+      );
+    });
+  });
+  replica.listen(0, '127.0.0.1');
+  await once(replica, 'listening');
+  gateway = createGateway({
+    replicas: [`http://127.0.0.1:${(replica.address() as AddressInfo).port}`],
+    auth: {
+      keys: [
+        { key: KEY, id: 'hostile', tokensPerSecond: 100_000_000 },
+        { key: UNSCOPED, id: 'unscoped', models: ['some-other-model'] },
+      ],
+    },
+    upstream: { health: false },
+    // Strict mode: the tool-call check's result is used, so it runs on every call.
+    toolCalls: { onInvalid: 'error' },
+    telemetry: false,
+  });
+  const app = express();
+  app.use('/v1', gateway);
+  server = app.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  // Load the tokenizer once, as a warm gateway has.
+  await post(KEY, { model, messages: [{ role: 'user', content: 'warm '.repeat(40_000) }] });
+});
+
+afterAll(async () => {
+  console.log(`hostile CPU (budget ${CPU_BUDGET_MS} ms, loop delay ${LOOP_DELAY_BUDGET_MS} ms):\n${figures.join('\n')}`);
+  await gateway.close();
+  server.closeAllConnections();
+  await new Promise((r) => server.close(r));
+  replica.closeAllConnections();
+  await new Promise((r) => replica.close(r));
+});
+
+function post(key: string, body: unknown): Promise<Response> {
+  return fetch(`${base}/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+/** Sends the payload while a bystander's small requests run; returns the answer with the CPU and loop delay it cost. */
+async function hostile(name: string, key: string, body: unknown, toolArguments?: string) {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  nextToolArguments = toolArguments;
+  // Garbage the earlier payloads left is collected first, so a collection is not billed to this one.
+  (globalThis as { gc?: () => void }).gc?.();
+  const loop = monitorEventLoopDelay({ resolution: 5 });
+  let bystanding = true;
+  const bystander = (async () => {
+    let served = 0;
+    while (bystanding) {
+      const res = await fetch(`${base}/models`);
+      await res.arrayBuffer();
+      served++;
+    }
+    return served;
+  })();
+  loop.enable();
+  const cpu = process.cpuUsage();
+  const res = await post(key, text);
+  const answer = (await res.json()) as { error?: { code?: string; type: string; param?: string | null } };
+  const used = process.cpuUsage(cpu);
+  loop.disable();
+  bystanding = false;
+  await bystander;
+  nextToolArguments = undefined;
+  const cpuMs = (used.user + used.system) / 1000;
+  const maxDelayMs = loop.max / 1e6;
+  figures.push(
+    `  ${name}: ${(text.length / 1024).toFixed(0)} KiB -> ${res.status}, ${cpuMs.toFixed(0)} ms CPU, loop delay max ${maxDelayMs.toFixed(1)} ms`,
+  );
+  return { status: res.status, answer, cpuMs, maxDelayMs };
+}
+
+function withinBudget(result: { cpuMs: number; maxDelayMs: number }) {
+  expect(result.cpuMs).toBeLessThan(CPU_BUDGET_MS);
+  expect(result.maxDelayMs).toBeLessThan(LOOP_DELAY_BUDGET_MS);
+}
+
+const tool = (name: string, parameters: unknown) => ({ type: 'function', function: { name, parameters } });
+const ask = (extra: Record<string, unknown>) => ({ model, messages: [{ role: 'user', content: 'call the tool' }], ...extra });
+
+describe('hostile payloads cost bounded CPU and never stall the event loop', () => {
+  it('a 1.9 KB tool schema whose $ref chain doubles at each level (24 levels) -> 400 naming it', async () => {
+    const $defs: Record<string, unknown> = { d24: { type: 'string' } };
+    for (let i = 1; i < 24; i++) $defs[`d${i}`] = { allOf: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }] };
+    const result = await hostile(
+      '$ref doubling x24',
+      KEY,
+      ask({ tools: [tool('f', { type: 'object', properties: { a: { $ref: '#/$defs/d1' } }, $defs })] }),
+      '{"a":"x"}',
+    );
+    expect(result.status).toBe(400);
+    expect(result.answer.error).toMatchObject({ code: 'schema_too_complex', param: 'tools[0].function.parameters' });
+    withinBudget(result);
+  });
+
+  it('deep anyOf / oneOf products -> 400', async () => {
+    const $defs: Record<string, unknown> = { leaf: { type: 'string' } };
+    for (let level = 1; level <= 4; level++)
+      $defs[`l${level}`] = { anyOf: Array.from({ length: 10 }, () => ({ $ref: level === 1 ? '#/$defs/leaf' : `#/$defs/l${level - 1}` })) };
+    const result = await hostile('anyOf 10^4 product', KEY, ask({ tools: [tool('f', { $ref: '#/$defs/l4', $defs })] }), '"x"');
+    expect(result.status).toBe(400);
+    withinBudget(result);
+  });
+
+  it('a backtracking pattern and a 29-character value the model was steered to emit', async () => {
+    const parameters = { type: 'object', properties: { s: { type: 'string', pattern: '^(a+)+$' } }, required: ['s'] };
+    const result = await hostile(
+      'pattern ^(a+)+$',
+      KEY,
+      ask({ tools: [tool('f', parameters)] }),
+      JSON.stringify({ s: `${'a'.repeat(29)}!` }),
+    );
+    // The check ran (strict mode) and found the value wrong, in linear time.
+    expect(result.status).toBe(500);
+    expect(result.answer.error?.code).toBe('invalid_tool_call');
+    withinBudget(result);
+  });
+
+  it('a 100,000-character value against the same pattern', async () => {
+    const parameters = { type: 'object', properties: { s: { type: 'string', pattern: '^(a+)+$' } } };
+    const result = await hostile(
+      'pattern, 100k value',
+      KEY,
+      ask({ tools: [tool('f', parameters)] }),
+      JSON.stringify({ s: `${'a'.repeat(100_000)}!` }),
+    );
+    expect(result.status).toBe(500);
+    withinBudget(result);
+  });
+
+  it('a huge enum and a value outside it', async () => {
+    const parameters = { type: 'object', properties: { v: { enum: Array.from({ length: 15_000 }, (_, i) => `value-${i}`) } } };
+    const result = await hostile('enum of 15,000', KEY, ask({ tools: [tool('f', parameters)] }), '{"v":"value-15000"}');
+    expect(result.status).toBe(500);
+    withinBudget(result);
+  });
+
+  it('uniqueItems on a 10,000-item array from the model (past the step budget)', async () => {
+    const parameters = { type: 'object', properties: { items: { type: 'array', uniqueItems: true } } };
+    const items = JSON.stringify({ items: Array.from({ length: 10_000 }, (_, i) => ({ n: i, tag: 'x' })) });
+    const result = await hostile('uniqueItems x10,000', KEY, ask({ tools: [tool('f', parameters)] }), items);
+    expect(result.status).toBe(200);
+    withinBudget(result);
+  });
+
+  it('allOf branches that multiply with the depth of the value run out of steps, not of time', async () => {
+    const parameters = {
+      $defs: { d: { type: 'object', allOf: [{ properties: { a: { $ref: '#/$defs/d' } } }, { properties: { a: { $ref: '#/$defs/d' } } }] } },
+      $ref: '#/$defs/d',
+    };
+    let value = '{}';
+    for (let i = 0; i < 40; i++) value = `{"a":${value}}`;
+    const result = await hostile('allOf x value depth 40', KEY, ask({ tools: [tool('f', parameters)] }), value);
+    expect(result.status).toBe(200);
+    withinBudget(result);
+  });
+
+  it('128 tools with large schemas', async () => {
+    const parameters = {
+      type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 150 }, (_, i) => [`p${i}`, { type: 'string', description: 'd' }])),
+    };
+    const tools = Array.from({ length: 128 }, (_, i) => tool(`t${i}`, parameters));
+    const result = await hostile('128 tools x 150 properties', KEY, ask({ tools }), '{"p1":"x"}');
+    expect([200, 400]).toContain(result.status);
+    withinBudget(result);
+  });
+
+  it('200,000 spaces in one message are counted in linear time', async () => {
+    const result = await hostile('200k spaces', KEY, { model, messages: [{ role: 'user', content: ' '.repeat(200_000) }] });
+    expect(result.status).toBe(200);
+    withinBudget(result);
+  });
+
+  it('a 2 MB prompt stops being counted once it is known to be over the context', async () => {
+    const words = Array.from({ length: 400_000 }, (_, i) => `w${i % 997}`).join(' ');
+    const result = await hostile('2 MB of words', KEY, { model, messages: [{ role: 'user', content: words }] });
+    expect(result.status).toBe(400);
+    expect(result.answer.error?.code).toBe('context_length_exceeded');
+    withinBudget(result);
+  });
+
+  it('160,000 spaces from a key not scoped to the model -> 403 before any counting', async () => {
+    const result = await hostile('160k spaces, unscoped key', UNSCOPED, {
+      model,
+      messages: [{ role: 'user', content: ' '.repeat(160_000) }],
+    });
+    expect(result.status).toBe(403);
+    expect(result.cpuMs).toBeLessThan(100);
+    withinBudget(result);
+  });
+
+  it('a body nested 1,000,000 deep -> 400 without parsing it', async () => {
+    const nested = '['.repeat(1_000_000) + ']'.repeat(1_000_000);
+    const result = await hostile(
+      'nesting x1,000,000',
+      KEY,
+      `{"model":"${model}","messages":[{"role":"user","content":"hi"}],"metadata":${nested}}`,
+    );
+    expect(result.status).toBe(400);
+    withinBudget(result);
+  });
+});
