@@ -252,7 +252,14 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
         deferCostlyChecks,
       });
       const checks = ctx.costlyChecks;
-      if (checks) ctx.costlyChecks = () => checks().catch((err: unknown) => Promise.reject(inResponsesTerms(err)));
+      if (checks)
+        ctx.costlyChecks = async () => {
+          try {
+            await checks();
+          } catch (err) {
+            throw inResponsesTerms(err);
+          }
+        };
       return chat;
     } catch (err) {
       throw inResponsesTerms(err);

@@ -132,6 +132,35 @@ describe('cache-aware routing', () => {
   });
 });
 
+describe('partitions (cache_salt)', () => {
+  it('the same prompt hashes to other blocks in another partition, and the same in the same one', () => {
+    const prompt = { messages: [system, { role: 'user', content: 'hello' }] };
+    const plain = prefixBlocks(prompt, 128, 256);
+    const a = prefixBlocks(prompt, 128, 256, 'salt-a');
+    expect(prefixBlocks(prompt, 128, 256, 'salt-a')).toEqual(a);
+    const b = prefixBlocks(prompt, 128, 256, 'salt-b');
+    expect(a.length).toBe(plain.length);
+    for (let i = 0; i < a.length; i++) {
+      expect(a[i]).not.toBe(b[i]);
+      expect(a[i]).not.toBe(plain[i]);
+    }
+  });
+
+  it("a tenant's prompt is not steered to the replica holding another tenant's copy of it", () => {
+    const router = createRouter({ random: mulberry(3) });
+    const pool = replicas(4);
+    const messages = [system, { role: 'user', content: 'the shared question' }];
+    const owner: RouteRequest = { prompt: { messages }, partition: 'tenant-a' };
+    const home = router.pick(owner, pool)!;
+    router.record!(owner, home);
+    // The owner comes back to its replica; another tenant's identical prompt scores no prefix anywhere.
+    expect(router.pick({ prompt: { messages }, partition: 'tenant-a' }, pool)!.id).toBe(home.id);
+    const other: RouteRequest = { prompt: { messages }, partition: 'tenant-b' };
+    router.pick(other, pool);
+    expect([...other.matched!.values()].every((m) => m === 0)).toBe(true);
+  });
+});
+
 describe('pieces', () => {
   it('prefix blocks are chained: equal prefixes, equal hashes; a change affects every later block', () => {
     const a = prefixBlocks({ messages: [{ role: 'user', content: 'x'.repeat(640) }] }, 64, 256);

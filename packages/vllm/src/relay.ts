@@ -13,7 +13,6 @@ import {
   recordEvent,
   sendJSON,
   startEventStream,
-  toPublicUpstreamError,
   type ChatCompletion,
   type ChatCompletionChunk,
   type RequestContext,
@@ -45,7 +44,10 @@ export interface StreamState {
 }
 
 type Delta = ChatCompletionChunk['choices'][number]['delta'] & { reasoning?: string | null; reasoning_content?: string | null };
-const carriesText = (delta: Delta) => !!(delta.content || delta.reasoning || delta.reasoning_content || delta.tool_calls?.length);
+const carriesText = (d: ChatCompletionChunk['choices'][number]['delta']) => {
+  const delta = d as Delta;
+  return !!(delta.content || delta.reasoning || delta.reasoning_content || delta.tool_calls?.length);
+};
 
 /** Ends a stream that already started with one error event, in the response's own shape. */
 export function endStreamWithError(res: ServerResponse, ctx: RequestContext, error: TeraError): void {
@@ -269,7 +271,7 @@ export function relayStream(
         if (outcome.responseId === undefined) outcome.responseId = chunk.id;
         const choice = chunk.choices[0];
         if (choice) {
-          if (carriesText(choice.delta as Delta)) upstreamText = true;
+          if (carriesText(choice.delta)) upstreamText = true;
           else if (continuing && !upstreamText && choice.delta.role && !choice.finish_reason) return;
           if (choice.finish_reason && !upstreamText && choice.finish_reason !== 'length' && outputChecks.emptyCompletions)
             return modelFailure(new ModelOutputFailure('empty_completion', `finish_reason ${choice.finish_reason} with no text`));

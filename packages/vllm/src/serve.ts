@@ -1,4 +1,3 @@
-import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ReplicaBreaker, UpstreamFault } from '@tera-gw/circuit-breaker';
 import {
@@ -9,7 +8,6 @@ import {
   serverError,
   serviceUnavailable,
   TeraError,
-  toPublicUpstreamError,
   validTraceparent,
   validTracestate,
   type AttemptRecord,
@@ -17,8 +15,7 @@ import {
   type UpstreamOutcome,
 } from '@tera-gw/core';
 import type { RouteRequest, Router } from '@tera-gw/router';
-import type { AdapterEvents } from './adapter.js';
-import { ClientGone, readResponse, sendAttempt, type Timeouts } from './attempt.js';
+import { ClientGone, readResponse, sendAttempt } from './attempt.js';
 import { ModelOutputFailure, RequestFailure, classifyUpstreamError } from './outcome.js';
 import { endStreamWithError, relayCompletion, relayStream, Retryable, type RelayDeps, type StreamState } from './relay.js';
 import type { Replica } from './replica.js';
