@@ -7,7 +7,12 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
 import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
+import { writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnGateway, spawnSim } from '../helpers/processes.js';
 import { sseData } from '../helpers/sse.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * gpt-oss failures vLLM lets through (Harmony parser errors in every framing, empty
@@ -298,5 +303,40 @@ describe('several replicas', () => {
       expect(res.status).toBe(500);
     }
     expect(s.gateway.upstream.replicas().map((r) => r.breaker)).toEqual(['open', 'open']);
+  });
+});
+
+describe('through `pnpm start` (the example gateway) with UPSTREAM_URLS pointing at a faulty simulator', () => {
+  it('every first attempt meets a gpt-oss failure; every caller gets a normal answer, streamed or not', async () => {
+    const sim = await spawnSim([
+      '--fault',
+      'harmony-500:0.25',
+      '--fault',
+      'harmony-400:0.25',
+      '--fault',
+      'harmony-sse-before-text:0.25',
+      '--fault',
+      'empty-completion:1',
+      '--fault-times',
+      '1',
+    ]);
+    const dir = mkdtempSync(join(tmpdir(), 'tera-shield-'));
+    writeFileSync(join(dir, 'keys.json'), JSON.stringify([{ key: KEY, id: 'shield' }]));
+    const gw = await spawnGateway({ UPSTREAM_URLS: sim.url, GATEWAY_KEYS: join(dir, 'keys.json') });
+    try {
+      await until(async () => (await fetch(`${gw.url}/health`)).status === 200, 15_000, 'the gateway ready');
+      const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
+      for (let i = 0; i < 6; i++) {
+        const answer = await client.chat.completions.create({ ...ask, seed: i });
+        expect(answer.choices[0]!.message.content!.length).toBeGreaterThan(0);
+        const streamed = await readStream(client, {}, { seed: i });
+        expect(streamed.roles).toBe(1);
+        expect(streamed.content).toBe(answer.choices[0]!.message.content);
+        expect(streamed.finish).toEqual(['stop']);
+      }
+    } finally {
+      await gw.stop();
+      await sim.kill();
+    }
   });
 });

@@ -17,7 +17,8 @@ import { setUpTracing } from './otel.js';
  *   REDIS_URL (limiter state and stored responses in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
  *   ROUTING (cache-aware | least-request), RESPONSES_SECRET (comma-separated secrets that seal
  *   reasoning for stateless Responses clients; the first seals, all open), RESPONSES_STORE
- *   (`off` for zero retention).
+ *   (`off` for zero retention), CACHE_ISOLATION (key | team | none: who shares vLLM's prefix
+ *   cache), CACHE_SALT_SECRET (the same on every host in front of the same replicas).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -51,7 +52,8 @@ if (process.env.GATEWAY_KEYS) {
   }
 } else {
   devKey = `sk-tera-dev-${randomBytes(18).toString('base64url')}`;
-  keys = [{ key: devKey, id: 'dev', models: '*', concurrency: 16, tokensPerSecond: 20_000 }];
+  // The development key is the operator's: it also reads replica details on /health.
+  keys = [{ key: devKey, id: 'dev', models: '*', concurrency: 16, tokensPerSecond: 20_000, operator: true }];
 }
 
 const store = process.env.REDIS_URL ? new RedisStore({ url: process.env.REDIS_URL }) : undefined;
@@ -80,6 +82,8 @@ try {
     upstream: {
       health: { intervalMs: 5000 },
       ...(process.env.ROUTING ? { routing: process.env.ROUTING as 'cache-aware' | 'least-request' } : {}),
+      ...(process.env.CACHE_ISOLATION ? { cacheIsolation: process.env.CACHE_ISOLATION as 'key' | 'team' | 'none' } : {}),
+      ...(process.env.CACHE_SALT_SECRET ? { cacheSaltSecret: process.env.CACHE_SALT_SECRET } : {}),
     },
   });
 } catch (err) {

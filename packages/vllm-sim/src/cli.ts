@@ -7,8 +7,9 @@ const usage = `Usage: vllm-sim [--port 8001] [--host 127.0.0.1] [--model openai/
   [--reasoning-field reasoning|reasoning_content|both] [--ttft-ms N] [--itl-ms N] [--cold-start-ms N]
   [--fail-rate 0..1] [--tool-call-quirk ${TOOL_CALL_QUIRKS.join('|')}]... [--error-format nested|flat]
   [--max-model-len N] [--version X.Y.Z] [--kv-cache-tokens N] [--prefill-us-per-token N]
-  [--max-num-seqs N] [--enable-prompt-tokens-details] [--fault NAME[:RATE]]...
-  faults: ${FAULTS.join(', ')} (RATE: share of chat requests, default 1)`;
+  [--max-num-seqs N] [--enable-prompt-tokens-details] [--fault NAME[:RATE]]... [--fault-times N]
+  faults: ${FAULTS.join(', ')} (RATE: share of chat requests, default 1;
+  --fault-times N: only the first N attempts of each gateway request meet one)`;
 
 function fail(message: string): never {
   process.stderr.write(`vllm-sim: ${message}\n${usage}\n`);
@@ -38,6 +39,7 @@ try {
       'fail-rate': { type: 'string' },
       'tool-call-quirk': { type: 'string', multiple: true },
       fault: { type: 'string', multiple: true },
+      'fault-times': { type: 'string' },
       'error-format': { type: 'string' },
       'max-model-len': { type: 'string' },
       'kv-cache-tokens': { type: 'string' },
@@ -97,6 +99,8 @@ for (const spec of (v.fault ?? []).flatMap((f) => f.split(','))) {
   const share = number('fault', rate, 0, 1)!;
   (options.faultRates ??= {})[name as Fault] = share;
 }
+const faultTimes = number('fault-times', v['fault-times'], 0);
+if (faultTimes !== undefined) options.faultTimes = faultTimes;
 
 const sim = await startSimulator(options);
 process.stdout.write(`vllm-sim listening on ${sim.url}\n`);

@@ -76,6 +76,8 @@ export interface SimulatorOptions {
   failRate?: number;
   /** Share of chat requests that meet each fault, e.g. `{ 'harmony-500': 0.2 }` (`--fault harmony-500:0.2`). */
   faultRates?: Partial<Record<Fault, number>>;
+  /** Faults meet only the first N attempts of each gateway request (by `x-request-id`): a retry then succeeds. @defaultValue every attempt */
+  faultTimes?: number;
   toolCallQuirks?: readonly ToolCallQuirk[];
   /** Errors as older releases sent them (`{"object":"error",...}`) or nested (`{"error":{...}}`). @defaultValue `nested` */
   errorFormat?: 'flat' | 'nested';
@@ -96,6 +98,7 @@ export interface RuntimeConfig {
   failRate?: number;
   /** Replaces the fault rates. */
   faultRates?: Partial<Record<Fault, number>>;
+  faultTimes?: number;
   /** `/health` answers 503 while false. */
   healthy?: boolean;
   /** The next request pays the cold start again, as after a restart. */

@@ -37,6 +37,7 @@ export interface SimulatorHandle {
 interface State {
   failRate: number;
   faultRates: Partial<Record<Fault, number>>;
+  faultTimes: number;
   healthy: boolean;
   cold: boolean;
   warming: Promise<void> | undefined;
@@ -96,6 +97,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const state: State = {
     failRate: options.failRate ?? 0,
     faultRates: { ...options.faultRates },
+    faultTimes: options.faultTimes ?? Infinity,
     healthy: true,
     cold: (options.coldStartMs ?? 0) > 0,
     warming: undefined,
@@ -123,6 +125,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   function configure(config: RuntimeConfig): void {
     if (config.failRate !== undefined) state.failRate = config.failRate;
     if (config.faultRates !== undefined) state.faultRates = { ...config.faultRates };
+    if (config.faultTimes !== undefined) state.faultTimes = config.faultTimes ?? Infinity;
     if (config.healthy !== undefined) state.healthy = config.healthy;
     if (config.cold) state.cold = (options.coldStartMs ?? 0) > 0;
     if (config.ttftMs !== undefined) state.ttftMs = config.ttftMs;
@@ -157,14 +160,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       return sendVllmError(res, 400, 'BadRequestError', `Unknown x-sim-fault '${fault}'; one of ${FAULTS.join(', ')}.`);
     }
     const requestId = req.headers['x-request-id'];
-    // `x-sim-fault-times: N`: only the first N attempts of one gateway request (same x-request-id) fail, as a retry would see.
-    const times = Number(req.headers['x-sim-fault-times'] ?? Infinity);
-    if (fault !== undefined && Number.isFinite(times) && typeof requestId === 'string') {
-      const seen = faultsSeen.get(requestId) ?? 0;
-      if (faultsSeen.size > 10_000) faultsSeen.clear();
-      faultsSeen.set(requestId, seen + 1);
-      if (seen >= times) fault = undefined;
-    }
     if (fault === undefined && state.failRate > 0 && Math.random() < state.failRate) fault = '500';
     if (fault === undefined)
       for (const [name, rate] of Object.entries(state.faultRates) as Array<[Fault, number]>)
@@ -172,6 +167,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
           fault = name;
           break;
         }
+    // `x-sim-fault-times: N` (or `--fault-times N`): only the first N attempts of one gateway request
+    // (same x-request-id) meet a fault, as a retry after a sampling failure would see.
+    const times = Number(req.headers['x-sim-fault-times'] ?? state.faultTimes);
+    if (fault !== undefined && Number.isFinite(times) && typeof requestId === 'string') {
+      const seen = faultsSeen.get(requestId) ?? 0;
+      if (faultsSeen.size > 10_000) faultsSeen.clear();
+      faultsSeen.set(requestId, seen + 1);
+      if (seen >= times) fault = undefined;
+    }
     if (fault === 'reset-before-headers') return void req.socket.destroy();
     if (fault === '500') {
       return sendVllmError(res, 500, 'InternalServerError', 'EngineCore encountered an issue. See stack trace (above) for the root cause.');
