@@ -98,6 +98,13 @@ export interface RequestContext {
   /** The active span of the telemetry stage, kept opaque here so core does not depend on OpenTelemetry. */
   span?: unknown;
   usage?: Usage;
+  /**
+   * Usage still being worked out when the client left (the prompt of a request aborted before
+   * the replica reported any): cleanups (limiter reconciliation, the usage record) wait for it.
+   */
+  usagePending?: Promise<void>;
+  /** Why the request ended without its answer reaching the caller in full, e.g. `client_closed_mid_stream`. */
+  abortReason?: string;
   upstream?: UpstreamOutcome;
   /** Filled by the tool-call stage when the model called tools. */
   toolCalls?: AssembledToolCall[];
@@ -164,8 +171,16 @@ export function context(req: IncomingMessage, res?: ServerResponse): RequestCont
       if (response.writableFinished) return runCleanups(created);
       recordEvent(created, 'tera.client_abort');
       controller.abort(new Error('client disconnected'));
-      // Stages react to the abort in promise callbacks; let them settle before leases are released and spans end.
-      setImmediate(runCleanups, created);
+      // Stages react to the abort in promise callbacks; let them settle (and any usage still being
+      // counted) before leases are released and spans end.
+      setImmediate(() => {
+        const pending = created.usagePending;
+        if (!pending) return runCleanups(created);
+        pending.then(
+          () => runCleanups(created),
+          () => runCleanups(created),
+        );
+      });
     });
   }
   return created;

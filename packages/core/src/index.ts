@@ -98,7 +98,15 @@ export {
   type SchemaLimits,
   type StepBudget,
 } from './json-schema.js';
-export { loadTokenizer, countTextTokens, countPromptTokens, countPromptTokensSync, messageText, type CountOptions } from './tokens.js';
+export {
+  loadTokenizer,
+  tokenizerLoaded,
+  countTextTokens,
+  countPromptTokens,
+  countPromptTokensSync,
+  messageText,
+  type CountOptions,
+} from './tokens.js';
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';

@@ -24,6 +24,9 @@ export function loadTokenizer(): Promise<Encoding> {
 const LONG_RUN = /(\S{256,}|\s{256,})/;
 const SLICE = 128;
 
+/** True once `loadTokenizer()` has finished: `countTextTokens` may be called synchronously. */
+export const tokenizerLoaded = (): boolean => encoding !== undefined;
+
 /** Tokens of `text` as plain text. Requires `loadTokenizer()` to have finished. */
 export function countTextTokens(text: string): number {
   if (!encoding) throw new Error('countTextTokens() called before loadTokenizer() resolved');

@@ -21,7 +21,11 @@ export interface UsageRecord {
   requestId: string;
   keyId: string | undefined;
   model: string;
-  /** From the upstream's usage; null when it never reported any (the client left mid-stream). */
+  /**
+   * From the upstream's usage (streams ask for it on every chunk, so a stream the client left or
+   * that broke is billed what the replica generated); a request aborted before the replica
+   * reported anything is billed its prompt from the gateway's count. Null when no attempt ran.
+   */
   promptTokens: number | null;
   completionTokens: number | null;
   totalTokens: number | null;
@@ -32,6 +36,8 @@ export interface UsageRecord {
   finishReason: string | undefined;
   status: number;
   aborted: boolean;
+  /** Why an aborted request ended: `client_closed_before_first_token`, `client_closed_mid_stream`, `client_closed_before_answer`. */
+  abortReason: string | undefined;
   attempts: number;
   replica: string | undefined;
   stream: boolean;
@@ -300,6 +306,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         finishReason: upstream.finishReason,
         status,
         aborted,
+        abortReason: aborted ? (ctx.abortReason ?? 'client_closed') : undefined,
         attempts: upstream.attempts,
         replica: upstream.replica,
         stream: ctx.body?.stream === true,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { UpstreamFault, type BreakerOptions, type BreakerState } from '@tera-gw/circuit-breaker';
-import type { Middleware, RequestContext } from '@tera-gw/core';
+import { loadTokenizer, type Middleware, type RequestContext } from '@tera-gw/core';
 import { createRouter, leastRequest, type Router } from '@tera-gw/router';
 import { ClientGone, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
@@ -117,6 +117,8 @@ export function vllm(options: VllmOptions): VllmAdapter {
   if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
 
   const cacheSalt = cacheSalter(options.cacheIsolation ?? 'key', options.cacheSaltSecret);
+  // Reasoning tokens are counted from the text, and an aborted prompt billed from the gateway's count: load the tokenizer now, off the request path.
+  loadTokenizer().catch(() => undefined);
   const outputChecks = {
     emptyCompletions: options.outputChecks?.emptyCompletions ?? true,
     structuredOutput: options.outputChecks?.structuredOutput ?? true,

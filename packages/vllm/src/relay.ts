@@ -20,6 +20,7 @@ import {
 import type { AdapterEvents } from './adapter.js';
 import { classifyUpstreamError, ModelOutputFailure, RequestFailure, upstreamErrorMessage } from './outcome.js';
 import { isEmptyCompletion, structuredOutputCheck } from './output-checks.js';
+import { UsageMeter } from './usage.js';
 import { ClientGone, readResponse, type Timeouts } from './attempt.js';
 import type { Replica } from './replica.js';
 
@@ -93,6 +94,7 @@ export async function relayCompletion(
       err instanceof UpstreamFault ? err : new UpstreamFault('malformed', 'the replica answered a body that is not JSON'),
     );
   }
+  new UsageMeter().observeCompletion(completion);
   if (completion.usage) ctx.usage = completion.usage;
   if (outputChecks.emptyCompletions && isEmptyCompletion(completion))
     throw new ModelOutputFailure('empty_completion', `finish_reason ${completion.choices[0]?.finish_reason} with no text`);
@@ -129,14 +131,17 @@ export function relayStream(
   res: ServerResponse,
   ctx: RequestContext,
   replica: Replica,
-  callerWantsUsage: boolean,
+  caller: { usage: boolean; continuousUsage: boolean },
   deadline: number,
   stream: StreamState,
 ): Promise<void> {
   const transforms = ctx.responseTransforms;
   const output = ctx.output;
   const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
-  const rawPassThrough = !output && !check && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+  // Raw bytes pass only when nothing changes a chunk: no transform, no output format, usage on every chunk asked for.
+  const rawPassThrough =
+    !output && !check && caller.continuousUsage && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+  const meter = new UsageMeter();
   const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
   const outcome = ctx.upstream!;
   // An earlier attempt's role chunk already went out: this attempt's is dropped.
@@ -155,10 +160,13 @@ export function relayStream(
     );
 
     const emit = (chunk: ChatCompletionChunk, data: string | undefined) => {
+      meter.observeChunk(chunk);
       if (chunk.usage) ctx.usage = chunk.usage;
       const choice = chunk.choices[0];
       if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
-      if (chunk.choices.length === 0 && chunk.usage && !callerWantsUsage) return;
+      if (chunk.choices.length === 0 && chunk.usage && !caller.usage) return;
+      // The gateway asks for usage on every chunk (to bill aborted streams exactly); the caller sees it only if it asked too.
+      if (chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage) delete chunk.usage;
       if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
       else
         for (const c of applyChunkTransforms(chunk, transforms, ctx)) {

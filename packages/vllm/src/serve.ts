@@ -17,6 +17,7 @@ import {
 import type { RouteRequest, Router } from '@tera-gw/router';
 import { ClientGone, readResponse, sendAttempt } from './attempt.js';
 import { ModelOutputFailure, RequestFailure, classifyUpstreamError } from './outcome.js';
+import { settleAbortedUsage } from './usage.js';
 import { endStreamWithError, relayCompletion, relayStream, Retryable, type RelayDeps, type StreamState } from './relay.js';
 import type { Replica } from './replica.js';
 
@@ -74,9 +75,15 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     }
     const body = applyRequestTransforms(ctx.body, ctx);
     const streaming = body.stream === true;
-    const callerWantsUsage = body.stream_options?.include_usage === true;
-    // Usage is always asked for upstream so it is known for limits and billing; the caller sees the usage chunk only if it asked.
-    const upstreamBody = streaming ? { ...body, stream_options: { ...body.stream_options, include_usage: true } } : { ...body };
+    const caller = {
+      usage: body.stream_options?.include_usage === true,
+      continuousUsage: body.stream_options?.continuous_usage_stats === true,
+    };
+    // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
+    // client leaves or the stream breaks; the caller sees what it asked for.
+    const upstreamBody = streaming
+      ? { ...body, stream_options: { ...body.stream_options, include_usage: true, continuous_usage_stats: true } }
+      : { ...body };
     const salt = cacheSalt(ctx, body.cache_salt);
     if (salt === undefined) delete upstreamBody.cache_salt;
     else upstreamBody.cache_salt = salt;
@@ -101,7 +108,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const answer = (error: TeraError) => (stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
 
     while (outcome.attempts < maxAttempts && performance.now() < deadline) {
-      if (ctx.signal.aborted) return;
+      if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
       let pool = candidates(tried);
       if (!pool.length && sameReplicaAllowed) pool = candidates(new Set());
       const replica = router.pick(route, pool);
@@ -139,7 +146,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
         const onAbort = () => request.destroy();
         ctx.signal.addEventListener('abort', onAbort, { once: true });
         try {
-          if (streaming) await relayStream(deps, response, res, ctx, replica, callerWantsUsage, deadline, stream);
+          if (streaming) await relayStream(deps, response, res, ctx, replica, caller, deadline, stream);
           else await relayCompletion(deps, response, res, ctx, deadline);
         } finally {
           ctx.signal.removeEventListener('abort', onAbort);
@@ -149,6 +156,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
         record.end = performance.now();
         if (err instanceof ClientGone || ctx.signal.aborted) {
           record.outcome = 'aborted';
+          settleAbortedUsage(ctx, body, stream.started);
           events.emit('clientAbort', ctx);
           return;
         }
