@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import express from 'express';
 import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
-import { RedisStore } from '@tera-gw/rate-limit-redis';
+import { RedisBudgetStore, RedisStore } from '@tera-gw/rate-limit-redis';
 import { RedisResponseStore } from '@tera-gw/responses';
 import { Redis } from 'ioredis';
 import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
@@ -13,8 +13,8 @@ import { setUpTracing } from './otel.js';
  * The main job: the gateway in an Express app. Environment:
  *   PORT (8787), HOST (127.0.0.1), UPSTREAM_URLS (comma-separated vLLM base URLs; unset:
  *   two embedded vllm-sim replicas), GATEWAY_KEYS (path to a JSON array of
- *   { key, models, concurrency, tokensPerSecond }; unset: one development key, printed),
- *   REDIS_URL (limiter state and stored responses in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
+ *   { key, models, concurrency, tokensPerSecond, team, operator, budget }; unset: one development
+ *   key, printed), REDIS_URL (limiter state, budgets and stored responses in Redis), OTEL_TRACES_EXPORTER (console | otlp: spans),
  *   ROUTING (cache-aware | least-request), RESPONSES_SECRET (comma-separated secrets that seal
  *   reasoning for stateless Responses clients; the first seals, all open), RESPONSES_STORE
  *   (`off` for zero retention), CACHE_ISOLATION (key | team | none: who shares vLLM's prefix
@@ -57,6 +57,8 @@ if (process.env.GATEWAY_KEYS) {
 }
 
 const store = process.env.REDIS_URL ? new RedisStore({ url: process.env.REDIS_URL }) : undefined;
+// Keys with a `budget` spend it here: one budget across every host on the same Redis.
+const budgetStore = process.env.REDIS_URL ? new RedisBudgetStore({ url: process.env.REDIS_URL }) : undefined;
 const responsesRedis = process.env.REDIS_URL ? new Redis(process.env.REDIS_URL) : undefined;
 const responseSecrets = (process.env.RESPONSES_SECRET ?? '')
   .split(',')
@@ -71,6 +73,7 @@ try {
     replicas,
     auth: { keys },
     rateLimit: store ? { store } : {},
+    budgets: budgetStore ? { store: budgetStore } : {},
     responses: {
       ...(process.env.RESPONSES_STORE === 'off'
         ? { store: false as const }

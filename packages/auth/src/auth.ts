@@ -47,6 +47,7 @@ export function auth(options: { keyStore: KeyStore; now?: () => number }): Middl
       const key: { -readonly [K in keyof AuthenticatedKey]: AuthenticatedKey[K] } = { id: record.id, models: record.models };
       if (record.limits) key.limits = record.limits;
       if (record.team !== undefined) key.team = record.team;
+      if (record.budget !== undefined) key.budget = record.budget;
       context(req, res).key = key;
       next();
     }, next);

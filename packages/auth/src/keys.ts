@@ -15,6 +15,14 @@ export interface KeyRecord {
   team?: string;
   /** May read operator-only details (replica URLs and load on `/health`). */
   operator?: boolean;
+  /** Spend budget per UTC calendar period (enforced by `budgets()` of `@tera-gw/rate-limit`). */
+  budget?: KeyBudget;
+}
+
+export interface KeyBudget {
+  usd?: number;
+  tokens?: number;
+  period: 'day' | 'week' | 'month' | 'total';
 }
 
 /** Async, so a database or a secrets service can stand behind it. */
@@ -48,6 +56,8 @@ export interface KeyEntry {
   team?: string;
   /** May read operator-only details (replica URLs and load on `/health`). */
   operator?: boolean;
+  /** e.g. `{ "usd": 5, "period": "day" }` or `{ "tokens": 1000000, "period": "month" }`. */
+  budget?: KeyBudget;
 }
 
 /** Keys held in memory as SHA-256 hashes, built from a list or a JSON file. */
@@ -70,6 +80,20 @@ export class MemoryKeyStore implements KeyStore {
       if (entry.disabled) record.disabled = true;
       if (entry.team !== undefined) record.team = entry.team;
       if (entry.operator) record.operator = true;
+      if (entry.budget !== undefined) {
+        const { usd, tokens, period } = entry.budget;
+        const positive = (v: number | undefined) => v === undefined || (Number.isFinite(v) && v > 0);
+        if (
+          !['day', 'week', 'month', 'total'].includes(period) ||
+          !positive(usd) ||
+          !positive(tokens) ||
+          (usd === undefined && tokens === undefined)
+        )
+          throw new TypeError(
+            `key entry ${i}: \`budget\` needs a positive \`usd\` and/or \`tokens\` and a \`period\` of day, week, month or total`,
+          );
+        record.budget = entry.budget;
+      }
       this.byHash.set(hash.toString('hex'), { hash, record });
     });
   }

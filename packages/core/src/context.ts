@@ -30,6 +30,8 @@ export interface AuthenticatedKey {
   readonly limits?: { readonly concurrency?: number; readonly tokensPerSecond?: number };
   /** Keys of one team may share prompt caches (`cacheIsolation: 'team'`). */
   readonly team?: string;
+  /** Spend budget per UTC calendar period (`@tera-gw/rate-limit`'s `budgets()` enforces it). */
+  readonly budget?: { readonly usd?: number; readonly tokens?: number; readonly period: 'day' | 'week' | 'month' | 'total' };
 }
 
 /** One try against one replica, for telemetry's per-attempt spans. Times are `performance.now()` values. */

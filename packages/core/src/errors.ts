@@ -6,6 +6,8 @@ export type TeraErrorType =
   | 'model_not_found'
   | 'not_found_error'
   | 'rate_limit_error'
+  /** OpenAI's type for a spent quota (429, `code: budget_exceeded` here): retrying soon does not help. */
+  | 'insufficient_quota'
   | 'server_error'
   | 'service_unavailable';
 

@@ -14,7 +14,7 @@ import {
   GPT_OSS_20B,
   type Middleware,
 } from '@tera-gw/core';
-import { MemoryStore, rateLimit } from '@tera-gw/rate-limit';
+import { budgets, MemoryStore, rateLimit } from '@tera-gw/rate-limit';
 import { harmony } from '@tera-gw/harmony';
 import { reasoning } from '@tera-gw/reasoning';
 import { responses } from '@tera-gw/responses';
@@ -78,6 +78,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   }
 
   const limiterStore = (options.rateLimit ? options.rateLimit.store : undefined) ?? new MemoryStore();
+  const budgetStage = options.budgets === false ? undefined : budgets(options.budgets ?? {});
   const responsesStage =
     options.responses === false
       ? undefined
@@ -94,6 +95,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         read,
         pick('scope', options.auth === false ? undefined : scope()),
         pick('rateLimit', options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore })),
+        budgetStage,
         pick('harmony', options.harmony === false ? undefined : harmony()),
         options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
         options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),

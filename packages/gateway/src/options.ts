@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { KeyEntry, KeyStore } from '@tera-gw/auth';
 import { formatParam, issueToError, type Middleware, type ValidateOptions } from '@tera-gw/core';
-import type { RateLimitOptions } from '@tera-gw/rate-limit';
+import type { BudgetOptions, RateLimitOptions } from '@tera-gw/rate-limit';
 import type { ReasoningOptions } from '@tera-gw/reasoning';
 import type { ResponsesOptions } from '@tera-gw/responses';
 import type { TelemetryOptions, UsageRecord } from '@tera-gw/telemetry';
@@ -28,6 +28,8 @@ export interface GatewayOptions {
   auth: false | { keys?: KeyEntry[]; keyStore?: KeyStore };
   /** The limiter (`@tera-gw/rate-limit`), or `false`. */
   rateLimit?: RateLimitOptions | false;
+  /** Spend budgets of keys that have one (`@tera-gw/rate-limit`'s `budgets()`; memory store by default), or `false`. */
+  budgets?: BudgetOptions | false;
   /** OpenTelemetry spans and metrics through the global API (a no-op until the app installs an SDK), or `false`. */
   telemetry?: Omit<TelemetryOptions, 'onUsage' | 'model'> | false;
   /** Called once per finished request with tokens and cost. */
@@ -150,6 +152,14 @@ export const gatewayOptionsSchema = z.strictObject({
             disabled: z.boolean().optional(),
             team: z.string().min(1).optional(),
             operator: z.boolean().optional(),
+            budget: z
+              .strictObject({
+                usd: z.number().positive().optional(),
+                tokens: z.number().positive().optional(),
+                period: z.enum(['day', 'week', 'month', 'total']),
+              })
+              .refine((b) => b.usd !== undefined || b.tokens !== undefined, 'a budget needs `usd` and/or `tokens`')
+              .optional(),
           }),
         )
         .optional(),
@@ -161,6 +171,25 @@ export const gatewayOptionsSchema = z.strictObject({
         .optional(),
     }),
   ]),
+  budgets: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        store: z
+          .custom<object>(
+            (v) => typeof v === 'object' && v !== null && typeof (v as { reserve?: unknown }).reserve === 'function',
+            'must implement the BudgetStore interface',
+          )
+          .optional(),
+        prices: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).optional(),
+        outputReservation: z.int().positive().optional(),
+        holdTtlMs: z.int().positive().optional(),
+        onStoreError: z.enum(['open', 'closed']).optional(),
+        log: z.custom<(m: string) => void>((v) => typeof v === 'function').optional(),
+        now: z.custom<() => number>((v) => typeof v === 'function').optional(),
+      }),
+    ])
+    .optional(),
   rateLimit: z
     .union([
       z.literal(false),
@@ -243,6 +272,7 @@ export type OptionsMatchSchema = [
     >
   >,
   Check<Same<Keys<GatewayOptions['rateLimit']>, Keys<Schema['rateLimit']>>>,
+  Check<Same<Keys<GatewayOptions['budgets']>, Keys<Schema['budgets']>>>,
   Check<Same<Keys<GatewayOptions['telemetry']>, Keys<Schema['telemetry']>>>,
   Check<Same<Keys<GatewayOptions['responses']>, Keys<Schema['responses']>>>,
   Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,

@@ -1,1 +1,2 @@
 export { RedisStore, type RedisStoreOptions } from './redis-store.js';
+export { RedisBudgetStore, type RedisBudgetStoreOptions } from './budget-store.js';

@@ -1,3 +1,15 @@
 export { rateLimit, admissionCost, type RateLimitOptions } from './rate-limit.js';
 export { MemoryStore } from './memory-store.js';
 export { refill, type AcquireRequest, type AcquireResult, type LimitState, type Store } from './store.js';
+export {
+  budgets,
+  budgetPeriod,
+  usageCost,
+  MemoryBudgetStore,
+  type Budget,
+  type BudgetAmounts,
+  type BudgetOptions,
+  type BudgetStore,
+  type ReserveRequest,
+  type ReserveResult,
+} from './budgets.js';
