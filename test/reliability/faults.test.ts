@@ -10,6 +10,7 @@ import type { UsageRecord } from '@tera-gw/telemetry';
 import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
 import { sseData } from '../helpers/sse.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * Faults against real simulator processes. For each: the caller gets exactly one well-formed
@@ -174,7 +175,8 @@ describe('faults', () => {
         body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hi' }] }),
       });
     try {
-      await storm.ready();
+      // ready() resolves with one warm replica; the storm needs both (a warm-up it meets keeps a replica out).
+      await until(() => storm.upstream.replicas().every((r) => r.state === 'ready'), 10_000, 'both replicas ready');
       const opened = new Set<string>();
       storm.upstream.events.on('breaker', (replica, state) => state === 'open' && opened.add(replica));
       await Promise.all(sims.map((s) => s.configure({ failRate: 1 })));
