@@ -17,7 +17,7 @@ export interface Mounted {
   close(): Promise<void>;
 }
 
-/** The gateway mounted under /v1 (and /health) in a real Express or Koa app on loopback. */
+/** The gateway mounted under /v1 (and /health, /metrics) in a real Express or Koa app on loopback. */
 export async function mountGateway(framework: Framework, options: GatewayOptions): Promise<Mounted> {
   let server: Server;
   let gateway: Mounted['gateway'];
@@ -25,6 +25,7 @@ export async function mountGateway(framework: Framework, options: GatewayOptions
     const gw = createGateway(options);
     const app = express();
     app.get('/health', gw.health);
+    app.get('/metrics', gw.metrics);
     app.use('/v1', gw);
     server = app.listen(0, '127.0.0.1');
     gateway = gw;
@@ -32,6 +33,7 @@ export async function mountGateway(framework: Framework, options: GatewayOptions
     const gw = koaGateway(options);
     const app = new Koa();
     app.use(mount('/health', gw.health));
+    app.use(mount('/metrics', gw.metrics));
     app.use(mount('/v1', gw));
     server = app.listen(0, '127.0.0.1');
     gateway = gw;

@@ -96,6 +96,8 @@ try {
 const app = express();
 app.disable('x-powered-by');
 app.get('/health', gateway.health);
+// Prometheus scrapes here with an operator key (`authorization` in the scrape config).
+app.get('/metrics', gateway.metrics);
 app.use('/v1', gateway);
 
 // Slow clients may not hold a connection forever (slowloris): headers within 15 s, a whole

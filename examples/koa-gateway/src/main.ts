@@ -21,6 +21,7 @@ const gateway = koaGateway({ replicas, auth: { keys: [{ key, id: 'dev' }] } });
 
 const app = new Koa();
 app.use(mount('/health', gateway.health));
+app.use(mount('/metrics', gateway.metrics));
 app.use(mount('/v1', gateway));
 const server = app.listen(port, host, () => {
   console.log(`gateway listening on http://${host}:${port}`);

@@ -105,6 +105,8 @@ export interface RequestContext {
    * the replica reported any): cleanups (limiter reconciliation, the usage record) wait for it.
    */
   usagePending?: Promise<void>;
+  /** What was left of the key's budget when this request was admitted (set by `budgets()`), for the remaining-budget gauge. */
+  budgetRemaining?: { usd?: number; tokens?: number };
   /** Why the request ended without its answer reaching the caller in full, e.g. `client_closed_mid_stream`. */
   abortReason?: string;
   upstream?: UpstreamOutcome;

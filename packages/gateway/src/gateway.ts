@@ -9,6 +9,8 @@ import {
   sendJSON,
   serviceUnavailable,
   sendError,
+  permissionError,
+  TeraError,
   validate,
   DEFAULT_ROUTES,
   GPT_OSS_20B,
@@ -22,6 +24,8 @@ import { telemetry } from '@tera-gw/telemetry';
 import { toolCalls } from '@tera-gw/tool-calls';
 import { vllm, type VllmAdapter, type VllmOptions } from '@tera-gw/vllm';
 import { parseGatewayOptions, type GatewayOptions } from './options.js';
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { passthrough } from './passthrough.js';
 
 export type { GatewayOptions };
@@ -34,6 +38,12 @@ export interface GatewayHandle {
    * replica states for an operator key (option `health.details`).
    */
   readonly health: Middleware;
+  /**
+   * `GET /metrics`: the gateway's OpenTelemetry metrics in Prometheus text format (per-key
+   * `tera_usage_tokens_total`, `tera_usage_cost_usd_total`, `tera_requests_total`,
+   * `tera_budget_remaining_usd`, and the GenAI metrics), for operator keys (option `prometheus`).
+   */
+  readonly metrics: Middleware;
   readonly upstream: VllmAdapter;
   /** Resolves once a replica is warm. */
   readonly ready: (timeoutMs?: number) => Promise<void>;
@@ -66,10 +76,18 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const pick = (name: keyof NonNullable<typeof options.stages>, fallback: Middleware | undefined): Middleware | undefined =>
     stages[name] === undefined ? fallback : stages[name] === false ? undefined : stages[name];
 
+  // Prometheus reads the gateway's own meter provider, unless the app hands telemetry a meter of its own.
+  let prometheus: PrometheusExporter | undefined;
+  let meter = options.telemetry ? options.telemetry.meter : undefined;
+  if (options.telemetry !== false && !meter && options.prometheus !== false) {
+    prometheus = new PrometheusExporter({ preventServerStart: true });
+    meter = new MeterProvider({ readers: [prometheus] }).getMeter('@tera-gw/gateway');
+  }
   let telemetryStage: Middleware | undefined;
   if (options.telemetry !== false || options.onUsage) {
     const t = telemetry({
       ...(options.telemetry || {}),
+      ...(meter ? { meter } : {}),
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     });
     t.observeReplicas(upstream.replicas);
@@ -183,9 +201,27 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     verifyBearer(req, keyStore).then((record) => (record.operator ? withDetails() : statusOnly()), statusOnly);
   };
 
+  const metricsAccess = (options.prometheus && options.prometheus.access) ?? 'operator';
+  const metrics: Middleware = (req: IncomingMessage, res: ServerResponse) => {
+    if (!prometheus)
+      return sendError(
+        res,
+        new TeraError(404, 'invalid_request_error', 'Prometheus metrics are off for this gateway.', { code: 'metrics_off' }),
+      );
+    const scrape = () => prometheus.getMetricsRequestHandler(req, res);
+    // Per-key usage and spend describe every tenant: operators only, unless the deployment says otherwise.
+    if (metricsAccess === 'public' || (!keyStore && options.auth === false)) return scrape();
+    if (!keyStore) return sendError(res, permissionError('Metrics need an operator key.'));
+    verifyBearer(req, keyStore).then(
+      (record) => (record.operator ? scrape() : sendError(res, permissionError('Metrics need an operator key.'))),
+      (err: unknown) => sendError(res, err),
+    );
+  };
+
   return {
     handler,
     health,
+    metrics,
     upstream,
     ready: (timeoutMs) => upstream.ready(timeoutMs),
     async close() {
@@ -217,6 +253,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   return Object.assign(handler, {
     handler: gateway.handler,
     health: gateway.health,
+    metrics: gateway.metrics,
     upstream: gateway.upstream,
     ready: gateway.ready,
     close: gateway.close,

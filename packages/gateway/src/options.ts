@@ -55,6 +55,13 @@ export interface GatewayOptions {
    * @defaultValue `{ details: 'operator' }`
    */
   health?: { details?: 'operator' | 'public' | 'none' };
+  /**
+   * `gateway.metrics` serves the metrics in Prometheus text format from a meter provider of the
+   * gateway's own (unless `telemetry.meter` is given). Per-key usage is for operator keys
+   * (`access: 'operator'`) or anyone who reaches the path (`'public'`); `false` turns it off.
+   * @defaultValue `{ access: 'operator' }`
+   */
+  prometheus?: { access?: 'operator' | 'public' } | false;
 }
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
@@ -251,6 +258,7 @@ export const gatewayOptionsSchema = z.strictObject({
   shutdownGraceMs: z.int().min(0).optional(),
   passthrough: z.array(z.string().regex(/^\/[A-Za-z0-9/_-]+$/, "must be a plain path such as '/tokenize'")).optional(),
   health: z.strictObject({ details: z.enum(['operator', 'public', 'none']).optional() }).optional(),
+  prometheus: z.union([z.literal(false), z.strictObject({ access: z.enum(['operator', 'public']).optional() })]).optional(),
 });
 
 // The schema and the interface name the same options at every level, or this does not compile.
@@ -277,6 +285,7 @@ export type OptionsMatchSchema = [
   Check<Same<Keys<GatewayOptions['responses']>, Keys<Schema['responses']>>>,
   Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,
   Check<Same<Keys<GatewayOptions['health']>, Keys<Schema['health']>>>,
+  Check<Same<Keys<GatewayOptions['prometheus']>, Keys<Schema['prometheus']>>>,
 ];
 
 /** Checks the options once at start-up: a wrong option throws, naming itself. */

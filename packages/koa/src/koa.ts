@@ -29,7 +29,7 @@ export function toKoa(stage: Middleware): KoaMiddleware {
     });
 }
 
-export type KoaGateway = KoaMiddleware & Omit<GatewayHandle, 'health'> & { health: KoaMiddleware };
+export type KoaGateway = KoaMiddleware & Omit<GatewayHandle, 'health' | 'metrics'> & { health: KoaMiddleware; metrics: KoaMiddleware };
 
 /** The same gateway as `@tera-gw/gateway`'s, for Koa: `app.use(mount('/v1', koaGateway(options)))`. */
 export function koaGateway(options: GatewayOptions): KoaGateway {
@@ -37,6 +37,7 @@ export function koaGateway(options: GatewayOptions): KoaGateway {
   return Object.assign(toKoa(gateway.handler), {
     handler: gateway.handler,
     health: toKoa(gateway.health),
+    metrics: toKoa(gateway.metrics),
     upstream: gateway.upstream,
     ready: gateway.ready,
     close: gateway.close,

@@ -162,7 +162,11 @@ function budgetExceeded(budget: Budget, exceeded: 'usd' | 'tokens', endsAt: numb
   });
 }
 
-function setRemaining(res: ServerResponse, budget: Budget, spent: BudgetAmounts, held: BudgetAmounts): void {
+function setRemaining(ctx: RequestContext, res: ServerResponse, budget: Budget, spent: BudgetAmounts, held: BudgetAmounts): void {
+  ctx.budgetRemaining = {
+    ...(budget.usd !== undefined ? { usd: Math.max(0, budget.usd - spent.usd - held.usd) } : {}),
+    ...(budget.tokens !== undefined ? { tokens: Math.max(0, budget.tokens - spent.tokens - held.tokens) } : {}),
+  };
   if (res.headersSent) return;
   if (budget.usd !== undefined)
     res.setHeader(
@@ -228,7 +232,7 @@ export function budgets(options: BudgetOptions = {}): Middleware {
         const others = result.ok
           ? { usd: result.held.usd - request.hold.usd, tokens: result.held.tokens - request.hold.tokens }
           : result.held;
-        setRemaining(res, limits, result.spent, others);
+        setRemaining(ctx, res, limits, result.spent, others);
         if (!result.ok) {
           recordEvent(ctx, 'tera.budget.exceeded', { 'tera.budget.period': period.id, 'tera.budget.exceeded': result.exceeded });
           return next(budgetExceeded(limits, result.exceeded, period.endsAt, at));

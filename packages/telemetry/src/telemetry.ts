@@ -125,6 +125,17 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     description: 'Circuit breaker state changes',
   });
   const repairs = meter.createCounter(METRIC.repairs, { unit: '{repair}', description: 'Repairs the response stages made, by kind' });
+  // Per key, for billing dashboards and Prometheus: these names (with `_total` for counters) are a documented contract.
+  const keyTokens = meter.createCounter('tera_usage_tokens', {
+    description: 'Tokens per key by token_type: input, output (reasoning included), reasoning, cached',
+  });
+  const keyCost = meter.createCounter('tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
+  const budgetRemaining = new Map<string, number>();
+  meter
+    .createObservableGauge('tera_budget_remaining_usd', { description: 'USD left in the current budget period of keys with a USD budget' })
+    .addCallback((result) => {
+      for (const [keyId, usd] of budgetRemaining) result.observe(usd, { key_id: keyId });
+    });
   let replicaSource: (() => ReadonlyArray<{ url: string; state: string; breaker: string }>) | undefined;
   const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
     description: '1 when the replica is warm, healthy and its breaker not open',
@@ -271,7 +282,14 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const seconds = (end - ctx.startTime) / 1000;
     const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
     duration.record(seconds, outcomeAttrs);
-    requests.add(1, { ...outcomeAttrs, [ATTR.httpStatus]: status, ...(aborted ? { [ATTR.clientAborted]: true } : {}) });
+    // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
+    requests.add(1, {
+      ...outcomeAttrs,
+      [ATTR.httpStatus]: status,
+      key_id: ctx.key?.id ?? 'anonymous',
+      status: String(status),
+      ...(aborted ? { [ATTR.clientAborted]: true } : {}),
+    });
     inFlight.add(-1, metricAttrs);
     if (usage) {
       tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
@@ -284,6 +302,24 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         perToken.record((seconds - firstByte / 1000) / (usage.completion_tokens - 1), metricAttrs);
     }
     if (ctx.repairs) for (const [kind, count] of Object.entries(ctx.repairs)) repairs.add(count, { 'tera.repair.kind': kind });
+    recordKeyMetrics(ctx);
+  }
+
+  function recordKeyMetrics(ctx: RequestContext): void {
+    const keyId = ctx.key?.id ?? 'anonymous';
+    const usage = ctx.usage;
+    const cost = usage ? costUSD(usage) : 0;
+    if (usage) {
+      keyTokens.add(usage.prompt_tokens, { key_id: keyId, token_type: 'input' });
+      keyTokens.add(usage.completion_tokens, { key_id: keyId, token_type: 'output' });
+      const reasoning = usage.completion_tokens_details?.reasoning_tokens;
+      if (reasoning) keyTokens.add(reasoning, { key_id: keyId, token_type: 'reasoning' });
+      const cached = usage.prompt_tokens_details?.cached_tokens;
+      if (cached) keyTokens.add(cached, { key_id: keyId, token_type: 'cached' });
+      keyCost.add(cost, { key_id: keyId });
+    }
+    const remaining = ctx.budgetRemaining?.usd;
+    if (remaining !== undefined) budgetRemaining.set(keyId, Math.max(0, remaining - cost));
   }
 
   /** Once per request that reached an upstream; a throwing hook is logged, never allowed to break the request's end. */
