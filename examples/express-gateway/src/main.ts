@@ -18,7 +18,8 @@ import { setUpTracing } from './otel.js';
  *   ROUTING (cache-aware | least-request), RESPONSES_SECRET (comma-separated secrets that seal
  *   reasoning for stateless Responses clients; the first seals, all open), RESPONSES_STORE
  *   (`off` for zero retention), CACHE_ISOLATION (key | team | none: who shares vLLM's prefix
- *   cache), CACHE_SALT_SECRET (the same on every host in front of the same replicas).
+ *   cache), CACHE_SALT_SECRET (the same on every host in front of the same replicas),
+ *   MODEL_ALIASES (JSON: other model names this model answers to, e.g. {"gpt-4o-mini":"openai/gpt-oss-20b"}).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -67,6 +68,15 @@ const responseSecrets = (process.env.RESPONSES_SECRET ?? '')
 if (!responseSecrets.length && process.env.UPSTREAM_URLS)
   console.warn('RESPONSES_SECRET is unset: sealed reasoning opens only on this process until it restarts');
 
+let aliases: Record<string, string> | undefined;
+if (process.env.MODEL_ALIASES) {
+  try {
+    aliases = JSON.parse(process.env.MODEL_ALIASES) as Record<string, string>;
+  } catch (err) {
+    fail(`MODEL_ALIASES is not JSON: ${(err as Error).message}`);
+  }
+}
+
 let gateway: Gateway;
 try {
   gateway = createGateway({
@@ -74,6 +84,7 @@ try {
     auth: { keys },
     rateLimit: store ? { store } : {},
     budgets: budgetStore ? { store: budgetStore } : {},
+    ...(aliases ? { models: { aliases } } : {}),
     responses: {
       ...(process.env.RESPONSES_STORE === 'off'
         ? { store: false as const }

@@ -60,7 +60,9 @@ export function scope(): Middleware {
     const ctx = context(req, res);
     const models = ctx.key?.models;
     const model = ctx.body?.model;
-    if (!models || models === '*' || !model || models.includes(model)) return next();
-    next(permissionError(`This API key is not allowed to use the model '${model}'.`));
+    // An alias is allowed when the key lists it or the model it names.
+    const asked = ctx.requestedModel;
+    if (!models || models === '*' || !model || models.includes(model) || (asked !== undefined && models.includes(asked))) return next();
+    next(permissionError(`This API key is not allowed to use the model '${asked ?? model}'.`));
   };
 }

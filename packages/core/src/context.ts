@@ -83,6 +83,8 @@ export interface RequestContext {
   readonly startTime: number;
   /** Fires once when the client goes away before the response finished. */
   readonly signal: AbortSignal;
+  /** The model name the caller asked for when it was an alias: the answer and the usage name it. */
+  requestedModel?: string;
   /** The validated body, as it will be sent upstream (defaults applied, local-only fields removed). */
   body?: ChatCompletionRequest;
   /** `prompt_cache_key` and other local-only fields, kept for routing and telemetry. */

@@ -26,6 +26,11 @@ export interface ValidateOptions {
   /** @defaultValue 131072 */
   contextLength?: number;
   /**
+   * Other model names served by this model (`{ 'gpt-4o-mini': 'openai/gpt-oss-20b' }`): the
+   * request goes upstream for the model, and the answer and usage name what was asked.
+   */
+  aliases?: Readonly<Record<string, string>>;
+  /**
    * Leave the checks whose cost grows with the request (schema limits, the exact prompt count)
    * to the upstream stage (`ctx.costlyChecks`), after scope and rate limits, so a caller those
    * refuse costs nothing more. `vllm()` runs them; an upstream of your own must call
@@ -242,7 +247,12 @@ export async function validateChatRequest(
   if (!result.success) throw issueToError(result.error.issues[0]!);
   const body = result.data as ChatCompletionRequest;
   const served = options.model ?? GPT_OSS_20B;
-  if (body.model !== served) throw modelNotFound(body.model);
+  if (body.model !== served) {
+    if (!options.aliases || !Object.hasOwn(options.aliases, body.model) || options.aliases[body.model] !== served)
+      throw modelNotFound(body.model);
+    ctx.requestedModel = body.model;
+    body.model = served;
+  }
 
   const local: NonNullable<RequestContext['local']> = {};
   if (body.prompt_cache_key !== undefined) local.promptCacheKey = body.prompt_cache_key;

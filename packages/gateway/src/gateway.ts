@@ -14,6 +14,7 @@ import {
   validate,
   DEFAULT_ROUTES,
   GPT_OSS_20B,
+  GPT_OSS_20B_INFO,
   type Middleware,
 } from '@tera-gw/core';
 import { budgets, MemoryStore, rateLimit } from '@tera-gw/rate-limit';
@@ -95,6 +96,15 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     telemetryStage = t;
   }
 
+  // Other model names this model answers to: code that names another model moves over without a change.
+  const aliasList = Object.entries(options.models?.aliases ?? {}).map(([alias, target]) => {
+    const entry = typeof target === 'string' ? { model: target, hidden: false } : { model: target.model, hidden: target.hidden === true };
+    if (entry.model !== GPT_OSS_20B)
+      throw new TypeError(`createGateway(): alias '${alias}' names '${entry.model}', but this gateway serves only '${GPT_OSS_20B}'`);
+    if (alias === GPT_OSS_20B) throw new TypeError(`createGateway(): '${alias}' cannot be an alias of itself`);
+    return { alias, ...entry };
+  });
+  const aliases: Record<string, string> = Object.fromEntries(aliasList.map((a) => [a.alias, a.model]));
   const limiterStore = (options.rateLimit ? options.rateLimit.store : undefined) ?? new MemoryStore();
   const budgetStage = options.budgets === false ? undefined : budgets(options.budgets ?? {});
   const responsesStage =
@@ -102,7 +112,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
       ? undefined
       : responses({
           ...options.responses,
-          validation: options.validation ?? {},
+          validation: { ...options.validation, aliases },
         });
   /** The chat pipeline; the Responses API enters it with its own reading of the request in validate()'s place. */
   const pipeline = (read: Middleware) =>
@@ -120,7 +130,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         upstream,
       ].filter((s): s is Middleware => s !== undefined),
     );
-  const chat = pipeline(validate({ ...options.validation, deferCostlyChecks: true }));
+  const chat = pipeline(validate({ ...options.validation, aliases, deferCostlyChecks: true }));
   const raw = options.passthrough?.length
     ? passthrough({
         paths: options.passthrough,
@@ -146,7 +156,10 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   const responsesRoutes = responsesStage
     ? compose([authStage, responsesStage.routes].filter((s): s is Middleware => s !== undefined))
     : undefined;
-  const models = modelsHandler();
+  const models = modelsHandler([
+    GPT_OSS_20B_INFO,
+    ...aliasList.filter((a) => !a.hidden).map((a) => ({ ...GPT_OSS_20B_INFO, id: a.alias })),
+  ]);
   const routes: Record<string, readonly string[]> = { ...DEFAULT_ROUTES };
   if (responsesStage) Object.assign(routes, { '/responses': ['POST'], '/responses/input_tokens': ['POST'] });
   for (const path of raw?.served.keys() ?? []) routes[path] = ['POST'];

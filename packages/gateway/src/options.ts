@@ -62,6 +62,12 @@ export interface GatewayOptions {
    * @defaultValue `{ access: 'operator' }`
    */
   prometheus?: { access?: 'operator' | 'public' } | false;
+  /**
+   * Other model names served by `openai/gpt-oss-20b`, e.g. `{ aliases: { 'gpt-4o-mini': 'openai/gpt-oss-20b' } }`:
+   * the answer and usage name what was asked, key scopes may list the alias or the model, and
+   * `/v1/models` lists each alias unless it is `{ model, hidden: true }`.
+   */
+  models?: { aliases?: Record<string, string | { model: string; hidden?: boolean }> };
 }
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
@@ -259,6 +265,13 @@ export const gatewayOptionsSchema = z.strictObject({
   passthrough: z.array(z.string().regex(/^\/[A-Za-z0-9/_-]+$/, "must be a plain path such as '/tokenize'")).optional(),
   health: z.strictObject({ details: z.enum(['operator', 'public', 'none']).optional() }).optional(),
   prometheus: z.union([z.literal(false), z.strictObject({ access: z.enum(['operator', 'public']).optional() })]).optional(),
+  models: z
+    .strictObject({
+      aliases: z
+        .record(z.string().min(1).max(256), z.union([z.string(), z.strictObject({ model: z.string(), hidden: z.boolean().optional() })]))
+        .optional(),
+    })
+    .optional(),
 });
 
 // The schema and the interface name the same options at every level, or this does not compile.
@@ -286,6 +299,7 @@ export type OptionsMatchSchema = [
   Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,
   Check<Same<Keys<GatewayOptions['health']>, Keys<Schema['health']>>>,
   Check<Same<Keys<GatewayOptions['prometheus']>, Keys<Schema['prometheus']>>>,
+  Check<Same<Keys<GatewayOptions['models']>, Keys<Schema['models']>>>,
 ];
 
 /** Checks the options once at start-up: a wrong option throws, naming itself. */

@@ -56,7 +56,7 @@ export interface ResponsesOptions {
    */
   hostedTools?: 'drop' | 'reject';
   /** Body limit, context length and the model served, as for chat. */
-  validation?: Pick<ValidateOptions, 'maxBodyBytes' | 'contextLength' | 'model'>;
+  validation?: Pick<ValidateOptions, 'maxBodyBytes' | 'contextLength' | 'model' | 'aliases'>;
 }
 
 export interface ResponsesStage {
@@ -296,7 +296,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
 
   async function translate(value: unknown, ctx: RequestContext, bytes = 0): Promise<ChatCompletionRequest> {
     const body = parseResponsesRequest(value);
-    if (body.model !== served) throw modelNotFound(body.model);
+    if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
     const keyId = keyIdOf(ctx);
     const prepared = await prepare(body, keyId);
     for (const tool of prepared.droppedTools) recordEvent(ctx, 'tera.responses.hosted_tool_dropped', { 'tera.tool.type': tool });
@@ -319,9 +319,10 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     const { value, bytes } = await readJSONBody(req, options.validation?.maxBodyBytes);
     const withModel = typeof value === 'object' && value !== null && !Array.isArray(value) ? { model: served, ...value } : value;
     const body = parseResponsesRequest(withModel);
-    if (body.model !== served) throw modelNotFound(body.model);
+    const isAlias = body.model !== served && options.validation?.aliases?.[body.model] === served;
+    if (body.model !== served && !isAlias) throw modelNotFound(body.model);
     const models = ctx.key?.models;
-    if (models && models !== '*' && !models.includes(body.model))
+    if (models && models !== '*' && !models.includes(body.model) && !(isAlias && models.includes(served)))
       throw permissionError(`This API key is not allowed to use the model '${body.model}'.`);
     const prepared = await prepare(body, keyIdOf(ctx));
     const chat = await validateTranslated(prepared, bytes, ctx, false);

@@ -164,7 +164,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     recorder: ReturnType<typeof contentRecorder> | undefined,
   ): void {
     const status = res.statusCode;
-    const requestModel = ctx.body?.model ?? model;
+    const requestModel = ctx.requestedModel ?? ctx.body?.model ?? model;
     const metricAttrs: Attributes = {
       [ATTR.operationName]: OPERATION_CHAT,
       [ATTR.providerName]: PROVIDER,

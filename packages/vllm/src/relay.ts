@@ -112,6 +112,7 @@ export async function relayCompletion(
     const failure = check(content);
     if (failure) throw failure;
   }
+  if (ctx.requestedModel) out.model = ctx.requestedModel;
   ctx.upstream!.responseId = out.id;
   ctx.upstream!.finishReason = out.choices[0]?.finish_reason ?? undefined;
   const answer: unknown = ctx.output ? await ctx.output.completion(out, ctx) : out;
@@ -140,7 +141,11 @@ export function relayStream(
   const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
   // Raw bytes pass only when nothing changes a chunk: no transform, no output format, usage on every chunk asked for.
   const rawPassThrough =
-    !output && !check && caller.continuousUsage && !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+    !output &&
+    !check &&
+    !ctx.requestedModel &&
+    caller.continuousUsage &&
+    !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
   const meter = new UsageMeter();
   const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
   const outcome = ctx.upstream!;
@@ -179,6 +184,7 @@ export function relayStream(
               if (failure) throw failure;
             }
           }
+          if (ctx.requestedModel) c.model = ctx.requestedModel;
           pending += encode(c);
         }
       // The first event goes out at once (time to first token); later ones are written once per upstream read.
