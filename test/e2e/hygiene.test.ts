@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import express from 'express';
@@ -16,39 +16,25 @@ const SECRET = 'sk-replica-internal-0000';
 const INTERNAL = /sk-replica-internal|10\.1\.2\.3|Traceback|\/opt\/vllm/;
 
 /** A replica that prints its internals: a traceback, an address and a key, in 500 bodies and stream error events. */
-let leaky: Server;
+let leaky: CaptureUpstream;
 let leakyUrl: string;
 beforeAll(async () => {
-  leaky = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      if (req.url === '/health') return void res.end();
-      if (req.url === '/metrics') {
-        res.statusCode = 404;
-        return void res.end();
-      }
-      const text = `Traceback (most recent call last):\n  File "/opt/vllm/serving_chat.py", line 42\nConnectionError: 10.1.2.3:8000 refused key ${SECRET}`;
-      if (!body.includes('"stream":true')) {
-        res.writeHead(500, { 'content-type': 'text/plain' });
-        return void res.end(text);
-      }
-      res.writeHead(200, { 'content-type': 'text/event-stream' });
-      const chunk = (delta: object) =>
-        `data: ${JSON.stringify({ id: 'chatcmpl-leaky', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
-      res.end(
-        `${chunk({ role: 'assistant', content: '' })}${chunk({ content: 'Partial answer' })}data: ${JSON.stringify({ error: { message: text, type: 'InternalServerError', code: 500 } })}\n\ndata: [DONE]\n\n`,
-      );
-    });
+  leaky = await startCaptureUpstream((body, res) => {
+    const text = `Traceback (most recent call last):\n  File "/opt/vllm/serving_chat.py", line 42\nConnectionError: 10.1.2.3:8000 refused key ${SECRET}`;
+    if (!body.includes('"stream":true')) {
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      return void res.end(text);
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const chunk = (delta: object) =>
+      `data: ${JSON.stringify({ id: 'chatcmpl-leaky', object: 'chat.completion.chunk', created: 1, model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`;
+    res.end(
+      `${chunk({ role: 'assistant', content: '' })}${chunk({ content: 'Partial answer' })}data: ${JSON.stringify({ error: { message: text, type: 'InternalServerError', code: 500 } })}\n\ndata: [DONE]\n\n`,
+    );
   });
-  leaky.listen(0, '127.0.0.1');
-  await once(leaky, 'listening');
-  leakyUrl = `http://127.0.0.1:${(leaky.address() as AddressInfo).port}`;
+  leakyUrl = leaky.url;
 });
-afterAll(async () => {
-  leaky.closeAllConnections();
-  await new Promise((r) => leaky.close(r));
-});
+afterAll(() => leaky.close());
 
 async function serve(options: Partial<GatewayOptions> & Pick<GatewayOptions, 'replicas'>) {
   const gateway: Gateway = createGateway({ auth: { keys: [{ key: KEY, id: 'hygiene' }] }, upstream: { health: false }, ...options });

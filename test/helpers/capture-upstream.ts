@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface CaptureUpstream {
@@ -25,7 +25,10 @@ const stream = `data: ${JSON.stringify({ id: 'chatcmpl-capture', object: 'chat.c
  * one-event stream when asked to stream). `GET /health` is 200; `GET /metrics` is 404, as a
  * replica that exports none.
  */
-export async function startCaptureUpstream(): Promise<CaptureUpstream> {
+export async function startCaptureUpstream(
+  /** Answers a chat request itself (a scripted replica); the default answer otherwise. */
+  answer?: (body: string, res: ServerResponse) => void,
+): Promise<CaptureUpstream> {
   const requests: CaptureUpstream['requests'] = [];
   const server = createServer((req, res) => {
     let body = '';
@@ -37,6 +40,7 @@ export async function startCaptureUpstream(): Promise<CaptureUpstream> {
         return void res.end();
       }
       requests.push({ headers: req.headers, body });
+      if (answer) return answer(body, res);
       if (body.includes('"stream":true')) {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         return void res.end(stream);
@@ -50,6 +54,9 @@ export async function startCaptureUpstream(): Promise<CaptureUpstream> {
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     requests,
-    close: () => new Promise((r) => server.close(() => r())),
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
   };
 }

@@ -1,10 +1,11 @@
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway } from '@tera-gw/gateway';
+import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
 
 /**
  * A hostile tenant's payloads, each answered within a fixed CPU budget while the event loop
@@ -23,48 +24,37 @@ const LOOP_DELAY_BUDGET_MS = 100;
 
 /** What the scripted replica answers next: a tool call with these arguments, or plain text. */
 let nextToolArguments: string | undefined;
-let replica: Server;
+let replica: CaptureUpstream;
 let gateway: Gateway;
 let server: Server;
 let base: string;
 const figures: string[] = [];
 
 beforeAll(async () => {
-  replica = createServer((req, res) => {
-    let body = '';
-    req.on('data', (d: Buffer) => (body += d.toString()));
-    req.on('end', () => {
-      if (req.url === '/health') return void res.end();
-      if (req.url === '/metrics') {
-        res.statusCode = 404;
-        return void res.end();
-      }
-      const name = (JSON.parse(body) as { tools?: Array<{ function: { name: string } }> }).tools?.[0]?.function.name;
-      const message =
-        nextToolArguments !== undefined && name
-          ? {
-              role: 'assistant',
-              content: null,
-              tool_calls: [{ id: 'call_1', type: 'function', function: { name, arguments: nextToolArguments } }],
-            }
-          : { role: 'assistant', content: 'ok' };
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          id: 'chatcmpl-cpu',
-          object: 'chat.completion',
-          created: 1,
-          model,
-          choices: [{ index: 0, message, finish_reason: message.content === null ? 'tool_calls' : 'stop' }],
-          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-        }),
-      );
-    });
+  replica = await startCaptureUpstream((body, res) => {
+    const name = (JSON.parse(body) as { tools?: Array<{ function: { name: string } }> }).tools?.[0]?.function.name;
+    const message =
+      nextToolArguments !== undefined && name
+        ? {
+            role: 'assistant',
+            content: null,
+            tool_calls: [{ id: 'call_1', type: 'function', function: { name, arguments: nextToolArguments } }],
+          }
+        : { role: 'assistant', content: 'ok' };
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(
+      JSON.stringify({
+        id: 'chatcmpl-cpu',
+        object: 'chat.completion',
+        created: 1,
+        model,
+        choices: [{ index: 0, message, finish_reason: message.content === null ? 'tool_calls' : 'stop' }],
+        usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+      }),
+    );
   });
-  replica.listen(0, '127.0.0.1');
-  await once(replica, 'listening');
   gateway = createGateway({
-    replicas: [`http://127.0.0.1:${(replica.address() as AddressInfo).port}`],
+    replicas: [replica.url],
     auth: {
       keys: [
         { key: KEY, id: 'hostile', tokensPerSecond: 100_000_000 },
@@ -90,8 +80,7 @@ afterAll(async () => {
   await gateway.close();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
-  replica.closeAllConnections();
-  await new Promise((r) => replica.close(r));
+  await replica.close();
 });
 
 function post(key: string, body: unknown): Promise<Response> {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
+import { readyWaiter } from './connection.js';
 import type { BudgetAmounts, BudgetStore, ReserveRequest, ReserveResult } from '@tera-gw/rate-limit';
 
 // One atomic decision per call; time from Redis (TIME), so hosts with skewed clocks agree on hold expiry.
@@ -58,6 +59,8 @@ export interface RedisBudgetStoreOptions {
   redisOptions?: RedisOptions;
   /** @defaultValue `tera:budget:` */
   prefix?: string;
+  /** While Redis is not connected, how long a decision waits for it before failing. @defaultValue 500 ms */
+  connectWaitMs?: number;
 }
 
 /** Spend budgets in Redis: every decision is one Lua script, so several gateway hosts spend one budget. */
@@ -77,26 +80,10 @@ export class RedisBudgetStore implements BudgetStore {
     this.redis = client as Scripted;
     this.owned = !options.client;
     this.prefix = options.prefix ?? 'tera:budget:';
+    this.connected = readyWaiter(client, options.connectWaitMs ?? 500);
   }
 
-  private waiting: Promise<void> | undefined;
-
-  /** Commands are not queued while Redis is away (a dead Redis fails fast); a short shared wait covers connecting. */
-  private connected(): Promise<void> {
-    if (this.redis.status === 'ready') return Promise.resolve();
-    this.waiting ??= new Promise<void>((resolve) => {
-      const redis = this.redis;
-      const done = () => {
-        clearTimeout(timer);
-        redis.off('ready', done);
-        this.waiting = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, 500);
-      redis.once('ready', done);
-    });
-    return this.waiting;
-  }
+  private readonly connected: () => Promise<void>;
 
   private keys(keyId: string, period: string): [string, string] {
     // The hash tag keeps one key's budget in one Redis Cluster slot.

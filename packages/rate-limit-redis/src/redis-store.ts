@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { AcquireRequest, AcquireResult, Store } from '@tera-gw/rate-limit';
+import { readyWaiter } from './connection.js';
 
 // One atomic decision per call. Time comes from Redis (TIME), so hosts with skewed clocks agree.
 // KEYS[1] bucket hash {tokens, ts}; KEYS[2] lease sorted set (score = expiry ms).
@@ -83,29 +84,10 @@ export class RedisStore implements Store {
     this.redis = client as Scripted;
     this.owned = !options.client;
     this.prefix = options.prefix ?? 'tera:rl:';
-    this.connectWaitMs = options.connectWaitMs ?? 500;
+    this.connected = readyWaiter(client, options.connectWaitMs ?? 500);
   }
 
-  private readonly connectWaitMs: number;
-
-  private waiting: Promise<void> | undefined;
-
-  /** Commands are not queued while Redis is away (so a dead Redis fails fast); a short wait, shared by all callers, covers connecting and reconnecting. */
-  private connected(): Promise<void> {
-    if (this.redis.status === 'ready') return Promise.resolve();
-    this.waiting ??= new Promise<void>((resolve) => {
-      const redis = this.redis;
-      const done = () => {
-        clearTimeout(timer);
-        redis.off('ready', done);
-        this.waiting = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, this.connectWaitMs);
-      redis.once('ready', done);
-    });
-    return this.waiting;
-  }
+  private readonly connected: () => Promise<void>;
 
   private keys(key: string): [string, string] {
     // The hash tag keeps both keys of one API key in one Redis Cluster slot.

@@ -9,6 +9,7 @@ import {
   type Middleware,
   type RequestContext,
 } from '@tera-gw/core';
+import { throttledWarn } from './store.js';
 
 /** A key's spend budget, from its record (`budget` in the keys file or `auth.keys`). Calendar periods are UTC. */
 export interface Budget {
@@ -198,14 +199,7 @@ export function budgets(options: BudgetOptions = {}): Middleware {
   const reservation = options.outputReservation ?? 4096;
   const holdTtlMs = options.holdTtlMs ?? 15 * 60_000;
   const failOpen = (options.onStoreError ?? 'open') === 'open';
-  let lastLog = 0;
-  const log =
-    options.log ??
-    ((message: string) => {
-      if (Date.now() - lastLog < 60_000) return;
-      lastLog = Date.now();
-      console.warn(message);
-    });
+  const log = options.log ?? throttledWarn();
 
   const actualCost = (ctx: RequestContext): BudgetAmounts =>
     ctx.usage ? usageCost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens, prices) : { usd: 0, tokens: 0 };

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { context, rateLimitError, recordEvent, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
 import { MemoryStore } from './memory-store.js';
-import type { AcquireRequest, LimitState, Store } from './store.js';
+import { throttledWarn, type AcquireRequest, type LimitState, type Store } from './store.js';
 
 export interface RateLimitOptions {
   /** @defaultValue a new MemoryStore */
@@ -64,14 +64,7 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
   const reservation = options.outputReservation ?? 4096;
   const leaseTtlMs = options.leaseTtlMs ?? 15 * 60_000;
   const failOpen = (options.onStoreError ?? 'open') === 'open';
-  let lastLog = 0;
-  const log =
-    options.log ??
-    ((message: string) => {
-      if (Date.now() - lastLog < 60_000) return;
-      lastLog = Date.now();
-      console.warn(message);
-    });
+  const log = options.log ?? throttledWarn();
 
   return function limit(req, res, next) {
     const ctx = context(req, res);
