@@ -161,6 +161,35 @@ describe('aborted streams spend the budget', () => {
   });
 });
 
+describe('prices', () => {
+  it('one price list for the usage record, Prometheus and the budget', async () => {
+    const records: UsageRecord[] = [];
+    const gw = await mountGateway('express', {
+      replicas: [sim.url],
+      auth: { keys: [{ key: 'sk-tera-priced-key', id: 'priced', budget: { usd: 0.2, period: 'total' } }] },
+      prices: { input: 1000, output: 2000 },
+      upstream: { health: false },
+      onUsage: (r) => records.push(r),
+    });
+    try {
+      const client = gw.client('sk-tera-priced-key');
+      const { data, response } = await client.chat.completions
+        .create({ model, max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] })
+        .withResponse();
+      const expected = (data.usage!.prompt_tokens * 1000 + data.usage!.completion_tokens * 2000) / 1e6;
+      await until(() => records.length === 1, 5000, 'the usage record');
+      expect(records[0]!.costUSD).toBeCloseTo(expected, 10);
+      expect(Number(response.headers.get('x-tera-budget-remaining-usd'))).toBe(0.2);
+      const next = await client.chat.completions
+        .create({ model, max_tokens: 50, messages: [{ role: 'user', content: 'again' }] })
+        .withResponse();
+      expect(Number(next.response.headers.get('x-tera-budget-remaining-usd'))).toBeCloseTo(0.2 - expected, 6);
+    } finally {
+      await gw.close();
+    }
+  });
+});
+
 describe.runIf(hasRedis)('two gateway processes on one Redis spend one budget', () => {
   it('alternating between hosts, the refusal comes after one budget, not two', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'tera-budget-'));

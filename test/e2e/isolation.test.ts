@@ -89,12 +89,14 @@ describe('per-key prompt-cache isolation (the default)', () => {
       // The owner's repeat hits its own cache.
       expect(again.cached).toBeGreaterThan(again.prompt * 0.9);
       expect(again.ms).toBeLessThan(first.ms / 2);
-      // The other tenant's first contact finds nothing of the owner's prompt.
+      // The other tenant's first contact finds nothing of the owner's prompt: it pays the whole prefill.
       expect(probe.cached).toBe(0);
-      // Its guesses hit only its own cache of the common part: a right guess no more than a wrong one.
+      expect(probe.ms).toBeGreaterThan(again.ms * 2);
+      // Its guesses hit only its own cache of the common part: a right guess no more than a wrong one
+      // (the prefill time follows the uncached tokens, so equal counts are equal times; the few
+      // milliseconds left are too small to compare on a shared machine).
       expect(right.cached).toBe(wrong.cached);
-      expect(right.ms).toBeGreaterThan(wrong.ms / 3);
-      expect(right.ms).toBeLessThan(wrong.ms * 3);
+      expect(right.prompt - right.cached).toBe(wrong.prompt - wrong.cached);
       // Keys of one team do not share under 'key' either.
       expect((await gw.ask(carol, secretPrompt('4721-key'), 'team')).cached).toBe(0);
     } finally {

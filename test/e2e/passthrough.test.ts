@@ -121,7 +121,14 @@ describe('pass-through upstream hygiene', () => {
     expect(seen.headers['openai-organization']).toBeUndefined();
     expect(seen.headers.cookie).toBeUndefined();
     expect(seen.headers['x-request-id']).toBe(res.headers.get('x-tera-request-id'));
-    expect(JSON.parse(seen.body)).toEqual({ model, prompt: 'hi' });
+    // Raw completions carry the tenant's cache salt like chat does (an HMAC, never the key).
+    expect(JSON.parse(seen.body)).toEqual({ model, prompt: 'hi', cache_salt: expect.stringMatching(/^[\w-]{43}$/) });
+    await fetch(`${mounted.url}/v1/tokenize`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${keys[0]!.key}` },
+      body: JSON.stringify({ model, prompt: 'hi' }),
+    });
+    expect(JSON.parse(capture.requests.at(-1)!.body)).toEqual({ model, prompt: 'hi' });
   });
 
   it('an unreachable replica: 503 in the error shape with Retry-After', async () => {

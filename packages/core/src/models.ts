@@ -34,7 +34,10 @@ export const GPT_OSS_20B_INFO: ModelInfo = {
   pricing: { prompt: '0.00000007', completion: '0.00000025', unit: 'USD per token' },
 };
 
-/** Cost in USD of a request's usage at the model's prices. */
-export function costUSD(usage: { prompt_tokens: number; completion_tokens: number }): number {
-  return (usage.prompt_tokens * PRICE_PER_MILLION.input + usage.completion_tokens * PRICE_PER_MILLION.output) / 1e6;
+/** Cost in USD of a request's usage at the model's prices (USD per million input / output tokens; reasoning is output). */
+export function costUSD(
+  usage: { prompt_tokens: number; completion_tokens: number },
+  prices: { readonly input: number; readonly output: number } = PRICE_PER_MILLION,
+): number {
+  return (usage.prompt_tokens * prices.input + usage.completion_tokens * prices.output) / 1e6;
 }

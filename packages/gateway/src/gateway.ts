@@ -89,6 +89,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     const t = telemetry({
       ...(options.telemetry || {}),
       ...(meter ? { meter } : {}),
+      ...(options.prices ? { prices: options.prices } : {}),
       ...(options.onUsage ? { onUsage: options.onUsage } : {}),
     });
     t.observeReplicas(upstream.replicas);
@@ -106,7 +107,8 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   });
   const aliases: Record<string, string> = Object.fromEntries(aliasList.map((a) => [a.alias, a.model]));
   const limiterStore = (options.rateLimit ? options.rateLimit.store : undefined) ?? new MemoryStore();
-  const budgetStage = options.budgets === false ? undefined : budgets(options.budgets ?? {});
+  const budgetStage =
+    options.budgets === false ? undefined : budgets({ ...options.budgets, ...(options.prices ? { prices: options.prices } : {}) });
   const responsesStage =
     options.responses === false
       ? undefined

@@ -29,9 +29,9 @@ export interface GatewayOptions {
   /** The limiter (`@tera-gw/rate-limit`), or `false`. */
   rateLimit?: RateLimitOptions | false;
   /** Spend budgets of keys that have one (`@tera-gw/rate-limit`'s `budgets()`; memory store by default), or `false`. */
-  budgets?: BudgetOptions | false;
+  budgets?: Omit<BudgetOptions, 'prices'> | false;
   /** OpenTelemetry spans and metrics through the global API (a no-op until the app installs an SDK), or `false`. */
-  telemetry?: Omit<TelemetryOptions, 'onUsage' | 'model'> | false;
+  telemetry?: Omit<TelemetryOptions, 'onUsage' | 'model' | 'prices'> | false;
   /** Called once per finished request with tokens and cost. */
   onUsage?: (record: UsageRecord) => void;
   /** Repair gpt-oss Harmony leaks (on by default; free when nothing leaked). */
@@ -68,6 +68,11 @@ export interface GatewayOptions {
    * `/v1/models` lists each alias unless it is `{ model, hidden: true }`.
    */
   models?: { aliases?: Record<string, string | { model: string; hidden?: boolean }> };
+  /**
+   * USD per million input / output tokens (reasoning is output): the cost in usage records,
+   * spans and Prometheus, and what budgets spend. @defaultValue `{ input: 0.07, output: 0.25 }`
+   */
+  prices?: { input: number; output: number };
 }
 
 const middleware = z.custom<(...args: unknown[]) => void>((v) => typeof v === 'function', 'must be a middleware function (req, res, next)');
@@ -194,7 +199,6 @@ export const gatewayOptionsSchema = z.strictObject({
             'must implement the BudgetStore interface',
           )
           .optional(),
-        prices: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).optional(),
         outputReservation: z.int().positive().optional(),
         holdTtlMs: z.int().positive().optional(),
         onStoreError: z.enum(['open', 'closed']).optional(),
@@ -272,6 +276,7 @@ export const gatewayOptionsSchema = z.strictObject({
         .optional(),
     })
     .optional(),
+  prices: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).optional(),
 });
 
 // The schema and the interface name the same options at every level, or this does not compile.

@@ -34,6 +34,9 @@ export interface Passthrough {
   readonly proxy: Middleware;
 }
 
+/** vLLM endpoints whose requests take `cache_salt` (CompletionRequest, ChatCompletionRequest). */
+const SALTED_PATHS = new Set(['/v1/completions', '/v1/chat/completions']);
+
 const NEVER_FORWARDED = ['authorization', 'openai-organization', 'openai-project', 'cookie', 'x-request-id'];
 
 type Routed = IncomingMessage & { body?: unknown; teraTarget?: string; teraUpstreamPath?: string };
@@ -70,6 +73,13 @@ export function passthrough(options: PassthroughOptions): Passthrough {
         if (scoped && scoped !== '*' && !scoped.includes(options.model))
           throw permissionError(`This API key is not allowed to use the model '${options.model}'.`);
         ctx.promptTokenEstimate = bytes;
+        // Raw completions share vLLM's prefix cache like chat: the tenant's salt goes in too.
+        if (SALTED_PATHS.has(served.get(pathOf(req)) ?? '')) {
+          const body = value as { cache_salt?: unknown };
+          const salt = options.upstream.cacheSalt(ctx, typeof body.cache_salt === 'string' ? body.cache_salt : undefined);
+          if (salt === undefined) delete body.cache_salt;
+          else body.cache_salt = salt;
+        }
         (req as Routed).body = value;
         next();
       })

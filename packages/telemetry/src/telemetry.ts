@@ -13,7 +13,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { GPT_OSS_20B, context, costUSD, type ChatTransform, type Middleware, type RequestContext } from '@tera-gw/core';
+import { GPT_OSS_20B, PRICE_PER_MILLION, context, costUSD, type ChatTransform, type Middleware, type RequestContext } from '@tera-gw/core';
 import { ATTR, DURATION_BUCKETS, METRIC, OPERATION_CHAT, PER_TOKEN_BUCKETS, PROVIDER, TOKEN_BUCKETS, latestOnly } from './semconv.js';
 
 /** One finished request, once, with its real token counts and their cost. */
@@ -57,6 +57,8 @@ export interface TelemetryOptions {
   onUsage?: (record: UsageRecord) => void;
   /** The model id in span names before the body is read. @defaultValue `openai/gpt-oss-20b` */
   model?: string;
+  /** USD per million input / output tokens, for `tera.cost_usd`, the usage record and the cost counter. @defaultValue `{ input: 0.07, output: 0.25 }` */
+  prices?: { input: number; output: number };
 }
 
 export interface TelemetryStage extends Middleware {
@@ -97,6 +99,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
   const tracer = options.tracer ?? trace.getTracer('@tera-gw/telemetry', VERSION);
   const meter = options.meter ?? metrics.getMeter('@tera-gw/telemetry', VERSION);
   const model = options.model ?? GPT_OSS_20B;
+  const prices = options.prices ?? PRICE_PER_MILLION;
   const legacyNames = !latestOnly();
   const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
     unit: '{token}',
@@ -232,7 +235,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
       if (reasoning != null) a[ATTR.reasoningTokens] = reasoning;
       const cached = usage.prompt_tokens_details?.cached_tokens;
       if (cached != null) a[ATTR.cachedTokens] = cached;
-      a[ATTR.costUSD] = costUSD(usage);
+      a[ATTR.costUSD] = costUSD(usage, prices);
     }
     if (ctx.toolCalls?.length) {
       a[ATTR.toolCalls] = ctx.toolCalls.length;
@@ -308,7 +311,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
   function recordKeyMetrics(ctx: RequestContext): void {
     const keyId = ctx.key?.id ?? 'anonymous';
     const usage = ctx.usage;
-    const cost = usage ? costUSD(usage) : 0;
+    const cost = usage ? costUSD(usage, prices) : 0;
     if (usage) {
       keyTokens.add(usage.prompt_tokens, { key_id: keyId, token_type: 'input' });
       keyTokens.add(usage.completion_tokens, { key_id: keyId, token_type: 'output' });
@@ -338,7 +341,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         totalTokens: usage?.total_tokens ?? null,
         reasoningTokens: usage?.completion_tokens_details?.reasoning_tokens ?? null,
         cachedTokens: usage?.prompt_tokens_details?.cached_tokens ?? null,
-        costUSD: usage ? costUSD(usage) : null,
+        costUSD: usage ? costUSD(usage, prices) : null,
         finishReason: upstream.finishReason,
         status,
         aborted,

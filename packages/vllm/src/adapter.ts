@@ -83,6 +83,8 @@ export interface VllmAdapter extends Middleware {
    * (connect error, reset, 5xx) against its breaker. Undefined when none is available.
    */
   readonly pickReplica: () => { readonly base: string; readonly release: (fault?: string) => void } | undefined;
+  /** The `cache_salt` this request's tenant gets (per `cacheIsolation`), for raw pass-through bodies; undefined with `'none'`. */
+  readonly cacheSalt: (ctx: RequestContext, callerSalt?: string) => string | undefined;
 }
 
 const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
@@ -148,6 +150,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     events,
     ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
     replicas: () => replicas.map((r) => r.status()),
+    cacheSalt: (ctx: RequestContext, callerSalt?: string) => cacheSalt(ctx, callerSalt),
     pickReplica: () => {
       const replica = leastRequest(candidates());
       if (!replica) return undefined;
