@@ -17,10 +17,11 @@ import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-u
 const model = 'openai/gpt-oss-20b';
 const KEY = 'sk-tera-hostile-cpu-key';
 const UNSCOPED = 'sk-tera-unscoped-cpu-key';
-const CPU_BUDGET_MS = 750;
-// Alone, every payload below keeps the loop's longest stall under 50 ms (the figures this suite
-// prints); the ceiling leaves room for the scheduling noise of a shared two-core CI machine.
-const LOOP_DELAY_BUDGET_MS = 100;
+// Alone and in CI runs here, every payload below costs at most ~330 ms of CPU and keeps the loop's
+// longest stall under ~60 ms (the figures this suite prints); the ceilings leave room for slower
+// and busier machines while staying far below the seconds each family used to take.
+const CPU_BUDGET_MS = 1000;
+const LOOP_DELAY_BUDGET_MS = 150;
 
 /** What the scripted replica answers next: a tool call with these arguments, or plain text. */
 let nextToolArguments: string | undefined;
