@@ -93,7 +93,7 @@ describe('aborted streams are billed what the replica generated', () => {
     expect(record.abortReason).toBe('client_closed_mid_stream');
     expect(record.promptTokens).toBeGreaterThan(10);
     expect(record.completionTokens).toBeGreaterThanOrEqual(10);
-    expect(Math.abs(record.completionTokens! - replica)).toBeLessThanOrEqual(5);
+    expect(Math.abs(record.completionTokens! - replica)).toBeLessThanOrEqual(8);
     expect(record.reasoningTokens).toBeGreaterThan(0);
     expect(record.reasoningTokens).toBeLessThanOrEqual(record.completionTokens!);
     expect(record.costUSD).toBeGreaterThan(0);
@@ -122,7 +122,7 @@ describe('aborted streams are billed what the replica generated', () => {
     const replica = (await generated()) - before;
     expect(record.aborted).toBe(true);
     expect(record.completionTokens).toBeGreaterThan(0);
-    expect(Math.abs(record.completionTokens! - replica)).toBeLessThanOrEqual(5);
+    expect(Math.abs(record.completionTokens! - replica)).toBeLessThanOrEqual(8);
   });
 
   it('before the first token: the prompt is billed, no output', async () => {
