@@ -16,8 +16,9 @@ let gw: Mounted;
 const records: UsageRecord[] = [];
 
 beforeAll(async () => {
-  // 5 ms between tokens, 150 ms to the first: an abort lands before the first token or mid-stream at will.
-  sim = await spawnSim(['--itl-ms', '5', '--ttft-ms', '150']);
+  // 15 ms between tokens (a busy CI loop that delays the cancellation by 50 ms costs ~3 tokens), 150 ms to the
+  // first: an abort lands before the first token or mid-stream at will.
+  sim = await spawnSim(['--itl-ms', '15', '--ttft-ms', '150']);
   gw = await mountGateway('express', {
     replicas: [sim.url],
     auth: {
