@@ -169,9 +169,13 @@ export function relayStream(
       if (chunk.usage) ctx.usage = chunk.usage;
       const choice = chunk.choices[0];
       if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
-      if (chunk.choices.length === 0 && chunk.usage && !caller.usage) return;
-      // The gateway asks for usage on every chunk (to bill aborted streams exactly); the caller sees it only if it asked too.
-      if (chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage) delete chunk.usage;
+      if (chunk.choices.length === 0 && chunk.usage) {
+        meter.complete(chunk.usage);
+        if (!caller.usage) return;
+      }
+      // The gateway asks for usage on every chunk (to bill aborted streams exactly); the caller sees it only if it
+      // asked too. Set to undefined rather than deleted: JSON.stringify drops it, and the object keeps its shape.
+      if (chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage) chunk.usage = undefined;
       if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
       else
         for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
@@ -208,6 +212,8 @@ export function relayStream(
     const settle = (): boolean => {
       if (settled) return false;
       settled = true;
+      // However the stream ends (aborted, broken, retried), its last usage gets its reasoning count.
+      if (ctx.usage) meter.complete(ctx.usage);
       clearTimeout(idle);
       clearTimeout(total);
       return true;

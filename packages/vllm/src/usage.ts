@@ -24,14 +24,13 @@ const tokensOf = (text: string) => (tokenizerLoaded() ? countTextTokens(text) : 
 export class UsageMeter {
   private reasoningTokens = 0;
 
-  /** An upstream chunk, before the transforms: counts its reasoning, completes its usage. */
+  /** An upstream chunk, before the transforms: counts its reasoning. */
   observeChunk(chunk: ChatCompletionChunk): void {
     for (const choice of chunk.choices) {
       const delta = choice.delta as WithReasoning;
       const text = delta.reasoning ?? delta.reasoning_content;
       if (text) this.reasoningTokens += tokensOf(text);
     }
-    if (chunk.usage) this.complete(chunk.usage);
   }
 
   observeCompletion(completion: ChatCompletion): void {
@@ -43,7 +42,11 @@ export class UsageMeter {
     if (completion.usage) this.complete(completion.usage);
   }
 
-  private complete(usage: Usage): void {
+  /**
+   * Adds the reasoning count to a usage vLLM reported without one. Called on the final usage
+   * chunk and once when a stream ends any other way (not on every chunk's continuous usage).
+   */
+  complete(usage: Usage): void {
     if (usage.completion_tokens_details?.reasoning_tokens != null) return;
     usage.completion_tokens_details = {
       ...usage.completion_tokens_details,
