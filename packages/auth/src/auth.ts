@@ -48,6 +48,8 @@ export function auth(options: { keyStore: KeyStore; now?: () => number }): Middl
       if (record.limits) key.limits = record.limits;
       if (record.team !== undefined) key.team = record.team;
       if (record.budget !== undefined) key.budget = record.budget;
+      if (record.priority !== undefined) key.priority = record.priority;
+      if (record.fairnessFromHeader) key.fairnessFromHeader = true;
       context(req, res).key = key;
       next();
     }, next);

@@ -17,6 +17,10 @@ export interface KeyRecord {
   operator?: boolean;
   /** Spend budget per UTC calendar period (enforced by `budgets()` of `@tera-gw/rate-limit`). */
   budget?: KeyBudget;
+  /** Admission band while the pool is full: higher first; below 0 is sheddable (refused at once). @defaultValue 0 */
+  priority?: number;
+  /** May set `X-Tera-Fairness-Id` so its end users queue as separate flows (an in-house gateway fronting many users with one key). */
+  fairnessFromHeader?: boolean;
 }
 
 export interface KeyBudget {
@@ -58,6 +62,10 @@ export interface KeyEntry {
   operator?: boolean;
   /** e.g. `{ "usd": 5, "period": "day" }` or `{ "tokens": 1000000, "period": "month" }`. */
   budget?: KeyBudget;
+  /** Admission band while the pool is full: higher first; below 0 is sheddable (refused at once). @defaultValue 0 */
+  priority?: number;
+  /** May set `X-Tera-Fairness-Id` so its end users queue as separate flows. */
+  fairnessFromHeader?: boolean;
 }
 
 /** Keys held in memory as SHA-256 hashes, built from a list or a JSON file. */
@@ -80,6 +88,12 @@ export class MemoryKeyStore implements KeyStore {
       if (entry.disabled) record.disabled = true;
       if (entry.team !== undefined) record.team = entry.team;
       if (entry.operator) record.operator = true;
+      if (entry.priority !== undefined) {
+        if (!Number.isInteger(entry.priority) || Math.abs(entry.priority) > 1000)
+          throw new TypeError(`key entry ${i}: \`priority\` must be an integer from -1000 to 1000`);
+        record.priority = entry.priority;
+      }
+      if (entry.fairnessFromHeader) record.fairnessFromHeader = true;
       if (entry.budget !== undefined) {
         const { usd, tokens, period } = entry.budget;
         const positive = (v: number | undefined) => v === undefined || (Number.isFinite(v) && v > 0);

@@ -32,6 +32,10 @@ export interface AuthenticatedKey {
   readonly team?: string;
   /** Spend budget per UTC calendar period (`@tera-gw/rate-limit`'s `budgets()` enforces it). */
   readonly budget?: { readonly usd?: number; readonly tokens?: number; readonly period: 'day' | 'week' | 'month' | 'total' };
+  /** Admission band when the pool is full: higher goes first, below 0 is refused at once (sheddable). Absent means 0. */
+  readonly priority?: number;
+  /** The key fronts many end users and may name the one a request is for (`X-Tera-Fairness-Id`), so they queue as separate flows. */
+  readonly fairnessFromHeader?: boolean;
 }
 
 /** One try against one replica, for telemetry's per-attempt spans. Times are `performance.now()` values. */
@@ -112,6 +116,17 @@ export interface RequestContext {
   /** Why the request ended without its answer reaching the caller in full, e.g. `client_closed_mid_stream`. */
   abortReason?: string;
   upstream?: UpstreamOutcome;
+  /**
+   * Room the admission stage holds in the upstream pool for this request from its admission until
+   * the upstream counts it in flight on a replica (or it ends): settled by whichever comes first.
+   */
+  reservation?: { settle(): void };
+  /** Milliseconds the request waited in the admission queue (0 when it went straight through); absent without admission. */
+  queueMs?: number;
+  /** Set by admission: the pool is full, so the upstream sends this request to its overflow provider. */
+  overflow?: boolean;
+  /** `'fallback'` when the overflow provider answered instead of the pool. */
+  servedBy?: 'pool' | 'fallback';
   /** Filled by the tool-call stage when the model called tools. */
   toolCalls?: AssembledToolCall[];
   /** Repairs the response stages made, by kind (e.g. `harmony.tool_name`), for telemetry. */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { admission } from '@tera-gw/admission';
 import { auth, MemoryKeyStore, scope, verifyBearer, type KeyStore } from '@tera-gw/auth';
 import {
   compose,
@@ -107,6 +108,17 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   });
   const aliases: Record<string, string> = Object.fromEntries(aliasList.map((a) => [a.alias, a.model]));
   const limiterStore = (options.rateLimit ? options.rateLimit.store : undefined) ?? new MemoryStore();
+  if (options.admission && options.admission.overflow && !options.upstream?.fallback)
+    throw new TypeError("createGateway(): option 'admission.overflow' needs a provider to overflow to: set 'upstream.fallback'");
+  const admissionStage =
+    options.admission === false
+      ? undefined
+      : admission({
+          ...(options.upstream?.fallback ? { overflow: { afterMs: 5000 } } : {}),
+          ...options.admission,
+          ...(options.upstream?.retryAfterSeconds ? { retryAfterSeconds: options.upstream.retryAfterSeconds } : {}),
+          pool: upstream.pool,
+        });
   const budgetStage =
     options.budgets === false ? undefined : budgets({ ...options.budgets, ...(options.prices ? { prices: options.prices } : {}) });
   const responsesStage =
@@ -126,6 +138,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
         pick('scope', options.auth === false ? undefined : scope()),
         pick('rateLimit', options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore })),
         budgetStage,
+        admissionStage,
         pick('harmony', options.harmony === false ? undefined : harmony()),
         options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
         options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
@@ -208,7 +221,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     const ok = !closing && replicas.some((r) => r.state === 'ready' && r.breaker !== 'open');
     const code = ok ? 200 : 503;
     const status = ok ? 'ok' : closing ? 'shutting_down' : 'unavailable';
-    const withDetails = () => sendJSON(res, code, { status, replicas });
+    const withDetails = () => sendJSON(res, code, admissionStage ? { status, replicas, queue: admissionStage.status() } : { status, replicas });
     const statusOnly = () => sendJSON(res, code, { status });
     if (healthDetails === 'public') return withDetails();
     // Replica URLs and load describe the deployment and its traffic: operators only.
@@ -252,6 +265,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
           });
         });
       }
+      admissionStage?.close();
       upstream.close();
     },
   };

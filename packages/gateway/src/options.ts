@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { KeyEntry, KeyStore } from '@tera-gw/auth';
 import { formatParam, issueToError, type Middleware, type ValidateOptions } from '@tera-gw/core';
+import type { AdmissionOptions } from '@tera-gw/admission';
 import type { BudgetOptions, RateLimitOptions } from '@tera-gw/rate-limit';
 import type { ReasoningOptions } from '@tera-gw/reasoning';
 import type { ResponsesOptions } from '@tera-gw/responses';
@@ -30,6 +31,13 @@ export interface GatewayOptions {
   rateLimit?: RateLimitOptions | false;
   /** Spend budgets of keys that have one (`@tera-gw/rate-limit`'s `budgets()`; memory store by default), or `false`. */
   budgets?: Omit<BudgetOptions, 'prices'> | false;
+  /**
+   * Queueing when the pool is full (`@tera-gw/admission`): per-flow queues by key (or the end user a
+   * `fairnessFromHeader` key names) and priority, wait limits, overflow to `upstream.fallback`.
+   * Holds nothing until a replica's capacity is known (`upstream.maxNumSeqs` or learned from `/metrics`).
+   * `overflow.afterMs` defaults to 5000 when `upstream.fallback` is set. `false` turns it off.
+   */
+  admission?: Omit<AdmissionOptions, 'pool'> | false;
   /** OpenTelemetry spans and metrics through the global API (a no-op until the app installs an SDK), or `false`. */
   telemetry?: Omit<TelemetryOptions, 'onUsage' | 'model' | 'prices'> | false;
   /** Called once per finished request with tokens and cost. */
@@ -84,6 +92,14 @@ export const gatewayOptionsSchema = z.strictObject({
   upstream: z
     .strictObject({
       apiKey: z.string().optional(),
+      maxNumSeqs: z.union([z.int().positive(), z.record(z.string(), z.int().positive())]).optional(),
+      fallback: z
+        .strictObject({
+          url: z.url({ protocol: /^https?$/ }),
+          apiKey: z.string().optional(),
+          model: z.string().min(1).optional(),
+        })
+        .optional(),
       maxAttempts: z.int().min(1).max(10).optional(),
       timeouts: z
         .strictObject({
@@ -170,6 +186,8 @@ export const gatewayOptionsSchema = z.strictObject({
             disabled: z.boolean().optional(),
             team: z.string().min(1).optional(),
             operator: z.boolean().optional(),
+            priority: z.int().min(-1000).max(1000).optional(),
+            fairnessFromHeader: z.boolean().optional(),
             budget: z
               .strictObject({
                 usd: z.number().positive().optional(),
@@ -225,6 +243,27 @@ export const gatewayOptionsSchema = z.strictObject({
         leaseTtlMs: z.int().positive().optional(),
         onStoreError: z.enum(['open', 'closed']).optional(),
         log: z.custom<(message: string) => void>((v) => typeof v === 'function', 'must be a function').optional(),
+      }),
+    ])
+    .optional(),
+  admission: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        maxWaitMs: z.union([z.int().min(0), z.record(z.string().regex(/^(-?\d+|default)$/, 'a priority or "default"'), z.int().min(0))]).optional(),
+        limits: z
+          .strictObject({
+            maxQueued: z.int().positive().optional(),
+            maxQueuedBytes: z.int().positive().optional(),
+            maxQueuedPerFlow: z.int().positive().optional(),
+            maxQueuedBytesPerFlow: z.int().positive().optional(),
+          })
+          .optional(),
+        fairness: z.enum(['requests', 'tokens']).optional(),
+        fairnessHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional(),
+        retryAfterSeconds: z.int().positive().optional(),
+        overflow: z.strictObject({ afterMs: z.int().min(0) }).optional(),
+        outputEstimate: z.int().positive().optional(),
       }),
     ])
     .optional(),
@@ -299,6 +338,7 @@ export type OptionsMatchSchema = [
   >,
   Check<Same<Keys<GatewayOptions['rateLimit']>, Keys<Schema['rateLimit']>>>,
   Check<Same<Keys<GatewayOptions['budgets']>, Keys<Schema['budgets']>>>,
+  Check<Same<Keys<GatewayOptions['admission']>, Keys<Schema['admission']>>>,
   Check<Same<Keys<GatewayOptions['telemetry']>, Keys<Schema['telemetry']>>>,
   Check<Same<Keys<GatewayOptions['responses']>, Keys<Schema['responses']>>>,
   Check<Same<Keys<GatewayOptions['stages']>, Keys<Schema['stages']>>>,

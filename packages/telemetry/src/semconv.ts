@@ -46,6 +46,8 @@ export const ATTR = {
   toolNames: 'tera.tool_calls.names',
   costUSD: 'tera.cost_usd',
   breakerState: 'tera.breaker.state',
+  queueMs: 'tera.queue.ms',
+  servedBy: 'tera.served_by',
 } as const;
 
 export const METRIC = {
@@ -58,6 +60,7 @@ export const METRIC = {
   replicaReady: 'tera.replica.ready',
   breakerTransitions: 'tera.breaker.transitions',
   repairs: 'tera.repairs',
+  queueDuration: 'tera.queue.duration',
 } as const;
 
 export const OPERATION_CHAT = 'chat';

@@ -40,6 +40,10 @@ export interface UsageRecord {
   abortReason: string | undefined;
   attempts: number;
   replica: string | undefined;
+  /** `fallback` when the overflow provider answered (the pool was full), else `pool`. */
+  servedBy: 'pool' | 'fallback';
+  /** Milliseconds waited in the admission queue; undefined without admission. */
+  queueMs: number | undefined;
   stream: boolean;
   startedAt: Date;
   durationMs: number;
@@ -120,6 +124,11 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     unit: 's',
     description: 'Time per output token after the first',
     advice: { explicitBucketBoundaries: PER_TOKEN_BUCKETS },
+  });
+  const queueTime = meter.createHistogram(METRIC.queueDuration, {
+    unit: 's',
+    description: 'Time requests waited in the admission queue while the pool was full (0 when they went straight through)',
+    advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
   const requests = meter.createCounter(METRIC.requests, { unit: '{request}', description: 'Chat requests by status and error type' });
   const inFlight = meter.createUpDownCounter(METRIC.inFlight, { unit: '{request}', description: 'Chat requests in flight' });
@@ -221,6 +230,8 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
       a[ATTR.stream] = body.stream === true;
       if (options.recordContent) a[ATTR.inputMessages] = JSON.stringify(body.messages);
     }
+    if (ctx.queueMs !== undefined) a[ATTR.queueMs] = Math.round(ctx.queueMs);
+    if (ctx.servedBy) a[ATTR.servedBy] = ctx.servedBy;
     if (upstream) {
       a[ATTR.attempts] = upstream.attempts;
       if (upstream.replica) a[ATTR.replica] = upstream.replica;
@@ -285,6 +296,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const seconds = (end - ctx.startTime) / 1000;
     const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
     duration.record(seconds, outcomeAttrs);
+    if (ctx.queueMs !== undefined) queueTime.record(ctx.queueMs / 1000, { 'tera.served_by': ctx.servedBy ?? 'pool' });
     // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
     requests.add(1, {
       ...outcomeAttrs,
@@ -348,6 +360,8 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         abortReason: aborted ? (ctx.abortReason ?? 'client_closed') : undefined,
         attempts: upstream.attempts,
         replica: upstream.replica,
+        servedBy: ctx.servedBy ?? 'pool',
+        queueMs: ctx.queueMs,
         stream: ctx.body?.stream === true,
         startedAt: new Date(epochMs(ctx.startTime)),
         durationMs: end - ctx.startTime,

@@ -77,21 +77,44 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const kvCache = new KvCache(options.kvCacheTokens ?? 262_144);
   const maxNumSeqs = options.maxNumSeqs ?? 256;
   const prefillUsPerToken = options.prefillUsPerToken ?? 0;
-  const slots: Array<() => void> = [];
-  /** Waits for a place in the running batch (vLLM's --max-num-seqs); the rest wait in order. */
-  const admit = async (signal: AbortSignal): Promise<boolean> => {
-    if (metrics.running < maxNumSeqs) return true;
+  /** Requests waiting for a place in the running batch, first come first served. */
+  const waiters: Array<() => void> = [];
+  /**
+   * Takes a place in the running batch (vLLM's --max-num-seqs) or waits in order for one. A place
+   * that frees is handed to the next waiter directly, so no newcomer slips in between; a request
+   * cancelled while waiting leaves the queue and never runs. False when it was cancelled.
+   */
+  const admit = (signal: AbortSignal): Promise<boolean> => {
+    if (metrics.running < maxNumSeqs && !waiters.length) {
+      metrics.running++;
+      return Promise.resolve(true);
+    }
     metrics.waiting++;
-    await new Promise<void>((resolve) => {
-      slots.push(resolve);
-      signal.addEventListener('abort', () => resolve(), { once: true });
+    return new Promise<boolean>((resolve) => {
+      const wake = () => {
+        signal.removeEventListener('abort', cancel);
+        resolve(true);
+      };
+      const cancel = () => {
+        const i = waiters.indexOf(wake);
+        if (i < 0) return;
+        waiters.splice(i, 1);
+        metrics.waiting--;
+        resolve(false);
+      };
+      waiters.push(wake);
+      signal.addEventListener('abort', cancel, { once: true });
     });
-    metrics.waiting--;
-    return !signal.aborted;
   };
   const leave = () => {
-    metrics.running--;
-    slots.shift()?.();
+    const next = waiters.shift();
+    if (!next) {
+      metrics.running--;
+      return;
+    }
+    // The place goes to the next waiter as it is: running stays, waiting drops, in one step as vLLM's scheduler does.
+    metrics.waiting--;
+    next();
   };
   const faultsSeen = new Map<string, number>();
   const state: State = {
@@ -249,7 +272,6 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const started = performance.now();
     await warmUp(aborter.signal);
     if (aborter.signal.aborted || !(await admit(aborter.signal))) return;
-    metrics.running++;
     metrics.promptTokens += plan.promptTokens;
     const cached = kvCache.admit(body, plan.promptTokens, body.cache_salt);
     metrics.prefixQueries += plan.promptTokens;

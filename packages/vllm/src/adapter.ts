@@ -12,6 +12,18 @@ import { createServe } from './serve.js';
 export interface VllmOptions {
   /** Base URLs of the vLLM servers, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted). */
   replicas: readonly string[];
+  /**
+   * Sequences each replica runs at once (its `--max-num-seqs`), by base URL as given in `replicas`,
+   * or one number for all. Without it, capacity is learned from each replica's `/metrics`.
+   */
+  maxNumSeqs?: number | Readonly<Record<string, number>>;
+  /**
+   * An OpenAI-compatible provider for overflow (e.g. hosted Tera): a request the admission stage
+   * marks `overflow` goes here instead of the pool, through the same response transforms, with
+   * `X-Tera-Served-By: fallback`. `url` is its base URL (`https://host/v1`), `model` the name it
+   * serves the model under. Never used for anything else.
+   */
+  fallback?: { url: string; apiKey?: string; model?: string };
   /** Sent as `Authorization: Bearer` to the replicas when vLLM runs with `--api-key`. The caller's key is never forwarded. */
   apiKey?: string;
   timeouts?: Partial<Timeouts>;
@@ -85,6 +97,16 @@ export interface VllmAdapter extends Middleware {
   readonly pickReplica: () => { readonly base: string; readonly release: (fault?: string) => void } | undefined;
   /** The `cache_salt` this request's tenant gets (per `cacheIsolation`), for raw pass-through bodies; undefined with `'none'`. */
   readonly cacheSalt: (ctx: RequestContext, callerSalt?: string) => string | undefined;
+  /** Room in the pool, for `@tera-gw/admission`: replicas' capacity (configured or learned) minus what runs there. */
+  readonly pool: UpstreamPool;
+}
+
+/** The pool as the admission stage sees it (structurally `@tera-gw/admission`'s `AdmissionPool`). */
+export interface UpstreamPool {
+  room(): number;
+  down(): boolean;
+  reserve(): { settle(): void };
+  onChange(listener: () => void): () => void;
 }
 
 const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
@@ -109,10 +131,28 @@ export function vllm(options: VllmOptions): VllmAdapter {
     .map((h) => h.toLowerCase())
     .filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
-  const replicas = options.replicas.map((url) => new Replica(url, options.breaker));
-  for (const r of replicas) r.breaker.on('state', (_replica, state) => events.emit('breaker', r.id, state));
-  const monitor = new HealthMonitor(replicas, options.health === false ? false : (options.health ?? {}), options.apiKey, (r) =>
-    events.emit('replicaState', r.id, r.state),
+  const seqs = options.maxNumSeqs;
+  const replicas = options.replicas.map(
+    (url) => new Replica(url, options.breaker, typeof seqs === 'number' ? seqs : seqs?.[url] ?? seqs?.[url.replace(/\/+$/, '')]),
+  );
+  const roomListeners = new Set<() => void>();
+  const roomMayHaveGrown = () => {
+    for (const listener of roomListeners) listener();
+  };
+  for (const r of replicas)
+    r.breaker.on('state', (_replica, state) => {
+      events.emit('breaker', r.id, state);
+      roomMayHaveGrown();
+    });
+  const monitor = new HealthMonitor(
+    replicas,
+    options.health === false ? false : (options.health ?? {}),
+    options.apiKey,
+    (r) => {
+      events.emit('replicaState', r.id, r.state);
+      roomMayHaveGrown();
+    },
+    roomMayHaveGrown,
   );
   monitor.start();
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
@@ -125,7 +165,52 @@ export function vllm(options: VllmOptions): VllmAdapter {
     emptyCompletions: options.outputChecks?.emptyCompletions ?? true,
     structuredOutput: options.outputChecks?.structuredOutput ?? true,
   };
+  // Room held for requests admitted but not yet in flight on a replica (their costly checks run first).
+  let reserved = 0;
+  const pool: UpstreamPool = {
+    room() {
+      let room = 0;
+      let anyAvailable = false;
+      for (const r of replicas) {
+        if (!r.available) continue;
+        anyAvailable = true;
+        room += r.room;
+      }
+      // No replica up: full if a capacity was ever known (then requests wait for one to return), else nothing is held.
+      if (!anyAvailable) return replicas.some((r) => r.capacity !== undefined) ? 0 : Infinity;
+      return room - reserved;
+    },
+    down: () => !replicas.some((r) => r.available),
+    reserve() {
+      reserved++;
+      let settled = false;
+      return {
+        settle() {
+          if (settled) return;
+          settled = true;
+          reserved--;
+          roomMayHaveGrown();
+        },
+      };
+    },
+    onChange(listener) {
+      roomListeners.add(listener);
+      return () => roomListeners.delete(listener);
+    },
+  };
+  const fallback = options.fallback
+    ? (() => {
+        const replica = new Replica(options.fallback.url, options.breaker);
+        // Not health-checked: a hosted provider is taken as up; its breaker still guards it.
+        replica.state = 'ready';
+        const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+        if (options.fallback.apiKey) headers.authorization = `Bearer ${options.fallback.apiKey}`;
+        return { replica, headers, model: options.fallback.model };
+      })()
+    : undefined;
   const serve = createServe({
+    fallback,
+    onRelease: roomMayHaveGrown,
     replicas,
     router,
     maxAttempts,
@@ -163,12 +248,16 @@ export function vllm(options: VllmOptions): VllmAdapter {
           released = true;
           replica.inFlight--;
           if (fault) replica.breaker.recordFailure(new UpstreamFault('reset', fault));
+          roomMayHaveGrown();
         },
       };
     },
+    pool,
     close: () => {
       monitor.stop();
       for (const r of replicas) r.close();
+      fallback?.replica.close();
+      roomListeners.clear();
     },
   });
 }

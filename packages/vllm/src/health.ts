@@ -37,12 +37,14 @@ const sample = (text: string, name: string): number | undefined => {
 };
 
 /** vLLM's load signals from `/metrics`; `vllm:gpu_cache_usage_perc` is the older name of the KV cache gauge. */
-export function parseVllmMetrics(text: string): { waiting?: number; kvCacheUsage?: number } | undefined {
+export function parseVllmMetrics(text: string): { waiting?: number; running?: number; kvCacheUsage?: number } | undefined {
   const waiting = sample(text, 'vllm:num_requests_waiting');
+  const running = sample(text, 'vllm:num_requests_running');
   const kv = sample(text, 'vllm:kv_cache_usage_perc') ?? sample(text, 'vllm:gpu_cache_usage_perc');
-  if (waiting === undefined && kv === undefined) return undefined;
-  const out: { waiting?: number; kvCacheUsage?: number } = {};
+  if (waiting === undefined && running === undefined && kv === undefined) return undefined;
+  const out: { waiting?: number; running?: number; kvCacheUsage?: number } = {};
   if (waiting !== undefined) out.waiting = waiting;
+  if (running !== undefined) out.running = running;
   if (kv !== undefined) out.kvCacheUsage = kv;
   return out;
 }
@@ -70,6 +72,7 @@ export class HealthMonitor {
     options: Partial<HealthOptions> | false,
     private readonly apiKey: string | undefined,
     private readonly onChange: (replica: Replica) => void,
+    private readonly onScrape?: (replica: Replica) => void,
   ) {
     this.options = options === false ? false : { ...DEFAULTS, ...options };
   }
@@ -91,6 +94,8 @@ export class HealthMonitor {
             .then((res) => {
               // A replica without /metrics is scored on its in-flight count alone, never dropped for it.
               r.metrics = res.status === 200 ? parseVllmMetrics(res.body) : undefined;
+              r.learn(r.metrics);
+              this.onScrape?.(r);
             })
             .catch(() => {
               r.metrics = undefined;

@@ -10,7 +10,12 @@ export interface ReplicaStatus {
   state: ReplicaState;
   breaker: 'closed' | 'open' | 'halfOpen';
   inFlight: number;
+  /** Requests it runs at once (configured `maxNumSeqs` or learned from `/metrics`); absent while unknown. */
+  capacity?: number;
 }
+
+/** `vllm:kv_cache_usage_perc` at or above which a replica has no room, whatever its running count. */
+export const KV_CACHE_FULL = 0.98;
 
 /** One vLLM server: its address, a keep-alive agent, its breaker, and what the gateway knows of it. */
 export class Replica {
@@ -24,10 +29,22 @@ export class Replica {
   state: ReplicaState = 'cold';
   inFlight = 0;
   /** Last values scraped from `/metrics`; undefined while none could be read. */
-  metrics: { waiting?: number; kvCacheUsage?: number } | undefined;
+  metrics: { waiting?: number; running?: number; kvCacheUsage?: number } | undefined;
   consecutiveHealthFailures = 0;
+  /**
+   * Sequences the replica runs at once (vLLM's `--max-num-seqs`, or fewer when its KV cache
+   * binds), as learned from `/metrics`: what ran while others had to wait. Kept while the replica
+   * is out of rotation (the best guess when it returns) and corrected by the next scrape that
+   * shows requests waiting (lower) or more running than it (higher).
+   */
+  learnedCapacity: number | undefined;
 
-  constructor(base: string, breakerOptions?: BreakerOptions) {
+  constructor(
+    base: string,
+    breakerOptions?: BreakerOptions,
+    /** Configured `maxNumSeqs`: overrides what `/metrics` shows. */
+    readonly maxNumSeqs?: number,
+  ) {
     const url = new URL(base);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`replica URL must be http(s): ${base}`);
     this.url = url;
@@ -45,8 +62,32 @@ export class Replica {
     return this.state === 'ready' && this.breaker.allowsRequest();
   }
 
+  /** Requests it runs at once, configured or learned; undefined while unknown. */
+  get capacity(): number | undefined {
+    return this.maxNumSeqs ?? this.learnedCapacity;
+  }
+
+  /** Requests it would start now without queueing them in its own FIFO; Infinity while its capacity is unknown. */
+  get room(): number {
+    const capacity = this.capacity;
+    if (capacity === undefined) return Infinity;
+    // A KV cache this full makes vLLM preempt and queue whatever the running count says.
+    if ((this.metrics?.kvCacheUsage ?? 0) >= KV_CACHE_FULL) return 0;
+    return Math.max(0, capacity - this.inFlight);
+  }
+
+  /** Learns the running limit from a scrape: what ran while requests waited is the most it runs. */
+  learn(metrics: { waiting?: number; running?: number } | undefined): void {
+    const running = metrics?.running;
+    if (running === undefined || this.maxNumSeqs !== undefined) return;
+    if ((metrics?.waiting ?? 0) > 0 && running > 0) this.learnedCapacity = running;
+    else if (this.learnedCapacity !== undefined && running > this.learnedCapacity) this.learnedCapacity = running;
+  }
+
   status(): ReplicaStatus {
-    return { url: this.id, state: this.state, breaker: this.breaker.state, inFlight: this.inFlight };
+    const out: ReplicaStatus = { url: this.id, state: this.state, breaker: this.breaker.state, inFlight: this.inFlight };
+    if (this.capacity !== undefined) out.capacity = this.capacity;
+    return out;
   }
 
   /** A small request outside the proxy path (health, warm-up, metrics). */

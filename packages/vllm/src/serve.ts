@@ -34,6 +34,10 @@ export interface ServeDeps extends RelayDeps {
   retryAfter: number;
   /** The request's `cache_salt` (tenant partition), or undefined to send none. */
   cacheSalt: (ctx: RequestContext, callerSalt: string | undefined) => string | undefined;
+  /** The overflow provider for requests admission marked `overflow`. */
+  fallback?: { replica: Replica; headers: Readonly<Record<string, string>>; model?: string | undefined } | undefined;
+  /** An attempt ended: its replica has room again. */
+  onRelease: () => void;
 }
 
 /**
@@ -57,12 +61,18 @@ function traceHeadersFor(forwardHeaders: readonly string[]) {
  * faults on another replica before the first byte reached the client, and relays the answer.
  */
 export function createServe(deps: ServeDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
-  const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt } = deps;
+  const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt, fallback } = deps;
   const traceHeaders = traceHeadersFor(forwardHeaders);
+  /** Available replicas not tried yet; those with room when any has, so the router never queues a request in a full replica's FIFO. */
   function candidates(tried: ReadonlySet<Replica>): Replica[] {
     const out: Replica[] = [];
-    for (const r of replicas) if (!tried.has(r) && r.available) out.push(r);
-    return out;
+    let roomy = 0;
+    for (const r of replicas)
+      if (!tried.has(r) && r.available) {
+        out.push(r);
+        if (r.room > 0) roomy++;
+      }
+    return roomy > 0 && roomy < out.length ? out.filter((r) => r.room > 0) : out;
   }
 
   async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -75,20 +85,33 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     }
     const body = applyRequestTransforms(ctx.body, ctx);
     const streaming = body.stream === true;
+    const overflow = ctx.overflow === true && fallback !== undefined;
+    if (overflow) {
+      ctx.servedBy = 'fallback';
+      res.setHeader('x-tera-served-by', 'fallback');
+    }
     const caller = {
       usage: body.stream_options?.include_usage === true,
       continuousUsage: body.stream_options?.continuous_usage_stats === true,
     };
     // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
     // client leaves or the stream breaks; the caller sees what it asked for.
+    // A fallback provider is any OpenAI-compatible API: vLLM's own fields stay home.
     const upstreamBody = streaming
-      ? { ...body, stream_options: { ...body.stream_options, include_usage: true, continuous_usage_stats: true } }
+      ? {
+          ...body,
+          stream_options: overflow
+            ? { ...body.stream_options, include_usage: true }
+            : { ...body.stream_options, include_usage: true, continuous_usage_stats: true },
+        }
       : { ...body };
-    const salt = cacheSalt(ctx, body.cache_salt);
+    if (overflow && upstreamBody.stream_options) delete upstreamBody.stream_options.continuous_usage_stats;
+    if (overflow && fallback.model) upstreamBody.model = fallback.model;
+    const salt = overflow ? undefined : cacheSalt(ctx, body.cache_salt);
     if (salt === undefined) delete upstreamBody.cache_salt;
     else upstreamBody.cache_salt = salt;
     const payload = Buffer.from(JSON.stringify(upstreamBody));
-    const headers: Record<string, string> = { ...baseHeaders, 'x-request-id': ctx.id };
+    const headers: Record<string, string> = { ...(overflow ? fallback.headers : baseHeaders), 'x-request-id': ctx.id };
     for (const name of forwardHeaders) {
       if (name === 'traceparent' || name === 'tracestate') continue;
       const value = req.headers[name];
@@ -109,11 +132,17 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
 
     while (outcome.attempts < maxAttempts && performance.now() < deadline) {
       if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
-      let pool = candidates(tried);
-      if (!pool.length && sameReplicaAllowed) pool = candidates(new Set());
-      const replica = router.pick(route, pool);
+      let replica: Replica | undefined;
+      if (overflow) {
+        const fb = fallback.replica;
+        replica = fb.available && (!tried.has(fb) || sameReplicaAllowed) ? fb : undefined;
+      } else {
+        let pool = candidates(tried);
+        if (!pool.length && sameReplicaAllowed) pool = candidates(new Set());
+        replica = router.pick(route, pool);
+        if (replica) router.record?.(route, replica);
+      }
       if (!replica) break;
-      router.record?.(route, replica);
       tried.add(replica);
       outcome.attempts++;
       Object.assign(outcome, { replica: replica.id });
@@ -122,6 +151,8 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       (outcome.attemptLog ??= []).push(record);
       const breakerBefore = replica.breaker.state;
       replica.inFlight++;
+      // Admission's hold on the pool becomes this in-flight count.
+      ctx.reservation?.settle();
       try {
         const { response, request } = await replica.breaker.run(async () => {
           const attempt = await sendAttempt(replica, payload, headers, timeouts, ctx.signal);
@@ -208,6 +239,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       } finally {
         record.end ??= performance.now();
         replica.inFlight--;
+        deps.onRelease();
       }
     }
     const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}`;

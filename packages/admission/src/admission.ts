@@ -1,0 +1,265 @@
+import {
+  context,
+  invalidRequest,
+  rateLimitError,
+  recordEvent,
+  sendError,
+  serviceUnavailable,
+  type Middleware,
+  type RequestContext,
+} from '@tera-gw/core';
+import { FlowScheduler, type BandDepth, type QueueLimits, type Queued, type Refusal } from './scheduler.js';
+
+/**
+ * What admission needs of the upstream pool; `@tera-gw/vllm`'s adapter provides it as `adapter.pool`.
+ * Room is counted in requests the replicas would start at once, not queue in their own FIFO.
+ */
+export interface AdmissionPool {
+  /** Requests the pool can start now; `Infinity` when it has no capacity signal (then nothing is held). */
+  room(): number;
+  /** No replica can take a request at all (each down, warming or with its breaker open). */
+  down(): boolean;
+  /** Holds one unit of room for a request admitted now, until the upstream counts it in flight or it ends. */
+  reserve(): { settle(): void };
+  /** Calls `listener` whenever room may have grown (a request ended, a replica came back, a scrape). Returns the unsubscribe. */
+  onChange(listener: () => void): () => void;
+}
+
+export interface AdmissionOptions {
+  pool: AdmissionPool;
+  /**
+   * Longest wait in the queue, in ms, then 429 (503 when the pool is down). A number for every band,
+   * or per priority: `{ "1": 60000, "0": 20000, "default": 10000 }`. @defaultValue 30000
+   */
+  maxWaitMs?: number | Readonly<Record<string, number>>;
+  /** Caps on what waits, per flow and in all. */
+  limits?: Partial<QueueLimits>;
+  /**
+   * How flows of one band take turns: `requests` (round-robin, one request per turn) or `tokens`
+   * (deficit round-robin on estimated prompt + output tokens, so long requests cost more turns).
+   * @defaultValue `'requests'`
+   */
+  fairness?: 'requests' | 'tokens';
+  /** The header a key marked `fairnessFromHeader` sets to name its end user. @defaultValue `'x-tera-fairness-id'` */
+  fairnessHeader?: string;
+  /** `Retry-After` seconds before any drain rate was measured. @defaultValue 2 */
+  retryAfterSeconds?: number;
+  /**
+   * Overflow to the upstream's fallback provider (`fallback` in `@tera-gw/vllm`): requests that have
+   * waited `afterMs`, and those that would be refused, go there instead. Off when absent.
+   */
+  overflow?: { afterMs: number };
+  /** Output tokens assumed for fairness by tokens when a request names no `max_tokens`. @defaultValue 1024 */
+  outputEstimate?: number;
+}
+
+export interface QueueStatus {
+  queued: number;
+  bytes: number;
+  bands: BandDepth[];
+}
+
+export interface AdmissionStage extends Middleware {
+  /** What waits now, by band (for `/health`). */
+  readonly status: () => QueueStatus;
+  /** Stops listening to the pool and refuses what still waits. */
+  readonly close: () => void;
+}
+
+interface Waiting {
+  ctx: RequestContext;
+  res: Parameters<Middleware>[1];
+  next: () => void;
+  timer: NodeJS.Timeout;
+  onAbort: () => void;
+}
+
+const PRIORITY = /^-?\d{1,4}$/;
+const FAIRNESS_ID = /^[\x21-\x7e]{1,128}$/;
+/** Dispatch times kept for the drain rate behind `Retry-After`. */
+const RATE_SAMPLES = 128;
+
+/**
+ * Holds requests at the gateway while the pool is full, in per-flow queues: flow = (fairness id,
+ * priority), the fairness id being the key's id (or the end user its in-house gateway names).
+ * Dispatches the moment room frees; refuses with 429 (503 while the pool is down) and a
+ * `Retry-After` from the measured drain rate once a wait limit or a cap is reached.
+ */
+export function admission(options: AdmissionOptions): AdmissionStage {
+  const { pool } = options;
+  const fairnessByTokens = options.fairness === 'tokens';
+  const scheduler = new FlowScheduler<Waiting>(options.limits, fairnessByTokens ? 4096 : 1);
+  const fairnessHeader = (options.fairnessHeader ?? 'x-tera-fairness-id').toLowerCase();
+  const defaultRetryAfter = options.retryAfterSeconds ?? 2;
+  const outputEstimate = options.outputEstimate ?? 1024;
+  const maxWait = (priority: number): number => {
+    const limits = options.maxWaitMs;
+    if (limits === undefined) return 30_000;
+    if (typeof limits === 'number') return limits;
+    return limits[String(priority)] ?? limits.default ?? 30_000;
+  };
+  const dispatchTimes = new Float64Array(RATE_SAMPLES);
+  let dispatches = 0;
+
+  /** Seconds until `ahead` requests have drained at the recent dispatch rate. */
+  const retryAfter = (ahead: number): number => {
+    const n = Math.min(dispatches, RATE_SAMPLES);
+    if (n < 2) return defaultRetryAfter;
+    const newest = dispatchTimes[(dispatches - 1) % RATE_SAMPLES]!;
+    const oldest = dispatchTimes[(dispatches - n) % RATE_SAMPLES]!;
+    const perSecond = ((n - 1) * 1000) / Math.max(1, newest - oldest);
+    // A rate last seen long ago says nothing about now.
+    if (performance.now() - newest > 30_000) return defaultRetryAfter;
+    return Math.min(60, Math.max(1, Math.ceil((ahead + 1) / perSecond)));
+  };
+
+  const start = (ctx: RequestContext, res: Waiting['res'], next: () => void, queuedAt: number | undefined) => {
+    const reservation = pool.reserve();
+    ctx.reservation = reservation;
+    ctx.cleanups.push(() => reservation.settle());
+    dispatchTimes[dispatches++ % RATE_SAMPLES] = performance.now();
+    const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
+    ctx.queueMs = waited;
+    if (!res.headersSent) res.setHeader('x-tera-queue-ms', String(Math.round(waited)));
+    if (queuedAt !== undefined) recordEvent(ctx, 'tera.admission.dispatched', { 'tera.queue.ms': Math.round(waited) });
+    next();
+  };
+
+  const overflow = (ctx: RequestContext, res: Waiting['res'], next: () => void, queuedAt: number | undefined, why: string) => {
+    ctx.overflow = true;
+    const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
+    ctx.queueMs = waited;
+    if (!res.headersSent) res.setHeader('x-tera-queue-ms', String(Math.round(waited)));
+    recordEvent(ctx, 'tera.admission.overflow', { 'tera.queue.ms': Math.round(waited), 'tera.reason': why });
+    next();
+  };
+
+  const refuse = (res: Waiting['res'], ctx: RequestContext, why: 'sheddable' | Refusal | 'timeout', priority: number) => {
+    const seconds = retryAfter(scheduler.ahead(priority));
+    recordEvent(ctx, 'tera.admission.refused', { 'tera.reason': why, 'tera.priority': priority });
+    if (pool.down())
+      return sendError(
+        res,
+        serviceUnavailable('No openai/gpt-oss-20b replica is available right now; retry after the Retry-After seconds.', seconds),
+      );
+    const reason =
+      why === 'sheddable'
+        ? `this request's priority (${priority}) is sheddable, so it is refused instead of queued`
+        : why === 'timeout'
+          ? `this request waited ${(maxWait(priority) / 1000).toFixed(1)} s in the queue (the limit for priority ${priority}) without a free slot`
+          : why === 'flow_full'
+            ? 'too many of your requests are already queued'
+            : 'the queue is full';
+    sendError(
+      res,
+      rateLimitError(
+        `openai/gpt-oss-20b is at capacity and ${reason}. Retry after the Retry-After seconds.`,
+        seconds,
+        why === 'timeout' ? 'queue_timeout' : why === 'sheddable' ? 'pool_full' : 'queue_full',
+      ),
+    );
+  };
+
+  let pumping = false;
+  const pump = () => {
+    if (pumping || scheduler.size === 0) return;
+    pumping = true;
+    // A microtask, not a timer: room that frees is used within the same turn of the event loop.
+    queueMicrotask(() => {
+      pumping = false;
+      while (scheduler.size > 0 && pool.room() > 0) {
+        const entry = scheduler.pop()!;
+        const { ctx, res, next, timer, onAbort } = entry.value;
+        clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onAbort);
+        start(ctx, res, next, entry.at);
+      }
+    });
+  };
+  const unsubscribe = pool.onChange(pump);
+
+  const handler: Middleware = function admissionStage(req, res, next) {
+    const ctx = context(req, res);
+    let priority = ctx.key?.priority ?? 0;
+    const asked = req.headers['x-tera-priority'];
+    if (asked !== undefined) {
+      if (typeof asked !== 'string' || !PRIORITY.test(asked.trim()))
+        return sendError(res, invalidRequest('X-Tera-Priority must be an integer; it can lower, never raise, the key’s priority.', null, 'invalid_priority'));
+      priority = Math.min(priority, Number(asked.trim()));
+    }
+    let fairnessId = ctx.key?.id ?? '';
+    if (ctx.key?.fairnessFromHeader) {
+      const named = req.headers[fairnessHeader];
+      if (named !== undefined) {
+        if (typeof named !== 'string' || !FAIRNESS_ID.test(named))
+          return sendError(
+            res,
+            invalidRequest(`${fairnessHeader} must be 1 to 128 visible ASCII characters.`, null, 'invalid_fairness_id'),
+          );
+        fairnessId = `${fairnessId}\u0000${named}`;
+      }
+    }
+    const go = () => next();
+    if (scheduler.size === 0 && pool.room() > 0) return start(ctx, res, go, undefined);
+    if (options.overflow && options.overflow.afterMs <= 0) return overflow(ctx, res, go, undefined, 'pool_full');
+    // No replica up at all: nothing to wait for that is known to come back soon (a vLLM restart
+    // takes minutes), so the answer is at once; requests already queued keep their wait limit.
+    if (pool.down()) {
+      if (options.overflow) return overflow(ctx, res, go, undefined, 'pool_down');
+      return refuse(res, ctx, 'sheddable', priority);
+    }
+    if (priority < 0) {
+      if (options.overflow) return overflow(ctx, res, go, undefined, 'sheddable');
+      return refuse(res, ctx, 'sheddable', priority);
+    }
+    const queuedAt = performance.now();
+    const waitLimit = maxWait(priority);
+    const overflowAfter = options.overflow?.afterMs;
+    const timeoutMs = overflowAfter !== undefined ? Math.min(overflowAfter, waitLimit) : waitLimit;
+    const body = ctx.body;
+    const cost = fairnessByTokens
+      ? (ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)) +
+        (body?.max_completion_tokens ?? body?.max_tokens ?? outputEstimate)
+      : 1;
+    const waiting = { ctx, res, next: go } as Waiting;
+    const queued = scheduler.enqueue(waiting, {
+      fairnessId,
+      priority,
+      bytes: Number(req.headers['content-length'] ?? 0) || (ctx.promptTokenEstimate ?? 0),
+      cost,
+      at: queuedAt,
+    });
+    if (typeof queued === 'string') {
+      if (options.overflow) return overflow(ctx, res, go, undefined, queued);
+      return refuse(res, ctx, queued, priority);
+    }
+    recordEvent(ctx, 'tera.admission.queued', { 'tera.priority': priority, 'tera.queue.ahead': scheduler.ahead(priority) - 1 });
+    waiting.onAbort = () => {
+      // The client left while waiting: out of the queue at once, nothing reaches a replica.
+      clearTimeout(waiting.timer);
+      scheduler.remove(queued as Queued<Waiting>);
+    };
+    ctx.signal.addEventListener('abort', waiting.onAbort, { once: true });
+    waiting.timer = setTimeout(() => {
+      if (!scheduler.remove(queued)) return;
+      ctx.signal.removeEventListener('abort', waiting.onAbort);
+      if (overflowAfter !== undefined) return overflow(ctx, res, go, queuedAt, 'waited');
+      ctx.queueMs = performance.now() - queuedAt;
+      refuse(res, ctx, 'timeout', priority);
+    }, timeoutMs);
+    pump();
+  };
+
+  return Object.assign(handler, {
+    status: (): QueueStatus => ({ queued: scheduler.size, bytes: scheduler.bytes, bands: scheduler.depths() }),
+    close: () => {
+      unsubscribe();
+      for (let entry = scheduler.pop(); entry; entry = scheduler.pop()) {
+        const { ctx, res, timer, onAbort } = entry.value;
+        clearTimeout(timer);
+        ctx.signal.removeEventListener('abort', onAbort);
+        sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
+      }
+    },
+  });
+}
