@@ -85,7 +85,8 @@ describe('admission while the pool is full', () => {
   it('higher bands first, flows of a band in turn, first come first served within a flow', async () => {
     // 50 ms a token: the blocker's 60 tokens hold the only slot while the rest queue up; each queued request takes 4.
     const s = await sim(['--max-num-seqs', '1', '--itl-ms', '50']);
-    const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 } });
+    // Telemetry on: the wait is a histogram on the gateway's Prometheus endpoint.
+    const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 }, telemetry: {} });
     const blocker = ask(gw, 'sk-tera-admission-a', 'blocker', {}, undefined, 60);
     await until(async () => (await s.metric('vllm:num_requests_running')) === 1, 5000, 'blocker running');
     const sent: Array<[string, Promise<Answer>]> = [];
@@ -107,6 +108,13 @@ describe('admission while the pool is full', () => {
     expect(await s.metric('vllm:num_requests_waiting')).toBe(0);
     const waited = answers.map(([, a]) => Number(a.headers.get('x-tera-queue-ms')));
     for (const ms of waited) expect(ms).toBeGreaterThan(50);
+    expect((await blocker).headers.get('x-tera-queue-ms')).toBe('0');
+    const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${OPERATOR}` } })).text();
+    const count = /^tera_queue_duration_count\{[^}]*\} (\d+)/m.exec(metrics);
+    expect(Number(count?.[1])).toBe(7);
+    // Six waited longer than 40 ms; only the blocker went straight through.
+    const fast = /^tera_queue_duration_bucket\{[^}]*le="0.04"[^}]*\} (\d+)/m.exec(metrics);
+    expect(Number(fast?.[1])).toBe(1);
   });
 
   it('an in-house gateway key queues its end users as separate flows; other keys cannot', async () => {

@@ -19,7 +19,11 @@ import { setUpTracing } from './otel.js';
  *   reasoning for stateless Responses clients; the first seals, all open), RESPONSES_STORE
  *   (`off` for zero retention), CACHE_ISOLATION (key | team | none: who shares vLLM's prefix
  *   cache), CACHE_SALT_SECRET (the same on every host in front of the same replicas),
- *   MODEL_ALIASES (JSON: other model names this model answers to, e.g. {"gpt-4o-mini":"openai/gpt-oss-20b"}).
+ *   MODEL_ALIASES (JSON: other model names this model answers to, e.g. {"gpt-4o-mini":"openai/gpt-oss-20b"}),
+ *   ADMISSION (`off`: no queueing at the gateway when the pool is full), MAX_NUM_SEQS (the replicas'
+ *   --max-num-seqs; unset: learned from their /metrics), FALLBACK_URL / FALLBACK_API_KEY /
+ *   FALLBACK_MODEL (an OpenAI-compatible provider that takes what would wait over OVERFLOW_AFTER_MS
+ *   (5000) or be refused).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -77,6 +81,20 @@ if (process.env.MODEL_ALIASES) {
   }
 }
 
+const maxNumSeqs = process.env.MAX_NUM_SEQS ? Number(process.env.MAX_NUM_SEQS) : undefined;
+if (maxNumSeqs !== undefined && !(Number.isInteger(maxNumSeqs) && maxNumSeqs > 0)) fail(`MAX_NUM_SEQS must be a positive integer, got '${process.env.MAX_NUM_SEQS}'`);
+if (process.env.ADMISSION && !['on', 'off'].includes(process.env.ADMISSION)) fail(`ADMISSION must be on or off, got '${process.env.ADMISSION}'`);
+const overflowAfterMs = Number(process.env.OVERFLOW_AFTER_MS ?? 5000);
+if (!(Number.isInteger(overflowAfterMs) && overflowAfterMs >= 0)) fail(`OVERFLOW_AFTER_MS must be a whole number of ms, got '${process.env.OVERFLOW_AFTER_MS}'`);
+const fallback = process.env.FALLBACK_URL
+  ? {
+      url: process.env.FALLBACK_URL,
+      ...(process.env.FALLBACK_API_KEY ? { apiKey: process.env.FALLBACK_API_KEY } : {}),
+      ...(process.env.FALLBACK_MODEL ? { model: process.env.FALLBACK_MODEL } : {}),
+    }
+  : undefined;
+if (fallback && process.env.ADMISSION === 'off') fail('FALLBACK_URL takes overflow from admission: it needs ADMISSION on');
+
 let gateway: Gateway;
 try {
   gateway = createGateway({
@@ -85,6 +103,7 @@ try {
     rateLimit: store ? { store } : {},
     budgets: budgetStore ? { store: budgetStore } : {},
     ...(aliases ? { models: { aliases } } : {}),
+    admission: process.env.ADMISSION === 'off' ? false : fallback ? { overflow: { afterMs: overflowAfterMs } } : {},
     responses: {
       ...(process.env.RESPONSES_STORE === 'off'
         ? { store: false as const }
@@ -98,6 +117,8 @@ try {
       ...(process.env.ROUTING ? { routing: process.env.ROUTING as 'cache-aware' | 'least-request' } : {}),
       ...(process.env.CACHE_ISOLATION ? { cacheIsolation: process.env.CACHE_ISOLATION as 'key' | 'team' | 'none' } : {}),
       ...(process.env.CACHE_SALT_SECRET ? { cacheSaltSecret: process.env.CACHE_SALT_SECRET } : {}),
+      ...(maxNumSeqs ? { maxNumSeqs } : {}),
+      ...(fallback ? { fallback } : {}),
     },
   });
 } catch (err) {

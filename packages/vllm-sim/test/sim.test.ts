@@ -381,3 +381,53 @@ describe('errors as vLLM sends them', () => {
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('NotFoundError');
   });
 });
+
+describe('--max-num-seqs', () => {
+  const gauge = async (url: string, name: string) => {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    return Number(new RegExp(`^${name}\\{[^}]*\\} (\\S+)$`, 'm').exec(text)![1]);
+  };
+  const post = (url: string, content: string, maxTokens: number, signal?: AbortSignal) =>
+    fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: maxTokens }),
+      signal: signal ?? null,
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+
+  it('runs N at once, the rest wait in order; metrics count both; a request cancelled while waiting never runs', async () => {
+    // 50 ms a token: `short` ends after about 4 tokens, `long` runs on for 40.
+    const small = await startSimulator({ maxNumSeqs: 2, itlMs: 50 });
+    try {
+      const short = post(small.url, 'short', 4);
+      const long = post(small.url, 'long', 40);
+      await new Promise((r) => setTimeout(r, 30));
+      const aborter = new AbortController();
+      const cancelled = post(small.url, 'cancelled', 4, aborter.signal).catch(() => 'aborted');
+      await new Promise((r) => setTimeout(r, 10));
+      const waiting = post(small.url, 'waiting', 4);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(2);
+      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(2);
+      aborter.abort();
+      expect(await cancelled).toBe('aborted');
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(1);
+      expect((await short).status).toBe(200);
+      await new Promise((r) => setTimeout(r, 20));
+      // The place `short` freed went to `waiting` at once, not to the cancelled request, while `long` still runs.
+      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(2);
+      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(0);
+      const replies = [await short, await long, await waiting];
+      expect(replies.map((r) => r.status)).toEqual([200, 200, 200]);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(0);
+      // Three ran; the cancelled one never reached the engine: no prompt and no generated token of its own.
+      const usages = replies.map((r) => (JSON.parse(r.body) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
+      expect(await gauge(small.url, 'vllm:prompt_tokens_total')).toBe(usages.reduce((n, u) => n + u.prompt_tokens, 0));
+      expect(await gauge(small.url, 'vllm:generation_tokens_total')).toBe(usages.reduce((n, u) => n + u.completion_tokens, 0));
+    } finally {
+      await small.close();
+    }
+  });
+});
