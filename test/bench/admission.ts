@@ -20,7 +20,7 @@ const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const simCli = here('../../../packages/vllm-sim/dist/cli.js');
 const model = 'openai/gpt-oss-20b';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
-const WARM_UP_SECONDS = 4;
+const WARM_UP_SECONDS = 6;
 const FLOOD = 40;
 const BACKLOG = 8;
 const INTERACTIVE_EVERY_MS = 200;
@@ -35,7 +35,7 @@ async function spawnSim(): Promise<{ url: string; child: ChildProcess }> {
   });
   const url = await new Promise<string>((resolve) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
       if (m) resolve(m[1]!);

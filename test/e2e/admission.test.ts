@@ -133,7 +133,7 @@ describe('admission while the pool is full', () => {
       sent.push([name, (await enqueue(gw, ++n, 'front', name, { 'x-tera-fairness-id': user })).answer]);
     // Key `a` may not name end users: its header is ignored and its requests stay one flow.
     sent.push(['a1', (await enqueue(gw, ++n, 'a', 'a1', { 'x-tera-fairness-id': 'mallory' })).answer]);
-    sent.push(['a2', (await enqueue(gw, ++n, 'a', 'a2', { 'x-tera-fairness-id': 'trent' })).answer]);
+    sent.push(['a2', (await enqueue(gw, n + 1, 'a', 'a2', { 'x-tera-fairness-id': 'trent' })).answer]);
     const answers = await Promise.all(sent.map(async ([name, p]) => [name, await p] as [string, Answer]));
     await blocker;
     expect(order(answers)).toEqual(['alice1', 'bob1', 'a1', 'alice2', 'a2']);

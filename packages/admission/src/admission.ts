@@ -8,7 +8,7 @@ import {
   type Middleware,
   type RequestContext,
 } from '@tera-gw/core';
-import { FlowScheduler, type BandDepth, type QueueLimits, type Queued, type Refusal } from './scheduler.js';
+import { FlowScheduler, type BandDepth, type QueueLimits, type Refusal } from './scheduler.js';
 
 /**
  * What admission needs of the upstream pool; `@tera-gw/vllm`'s adapter provides it as `adapter.pool`.
@@ -239,7 +239,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     waiting.onAbort = () => {
       // The client left while waiting: out of the queue at once, nothing reaches a replica.
       clearTimeout(waiting.timer);
-      scheduler.remove(queued as Queued<Waiting>);
+      scheduler.remove(queued);
     };
     ctx.signal.addEventListener('abort', waiting.onAbort, { once: true });
     waiting.timer = setTimeout(() => {

@@ -14,6 +14,11 @@ describe('createGateway options', () => {
     [{ replicas: ['http://127.0.0.1:1'] }, /option 'auth'/],
     [{ replicas: ['http://127.0.0.1:1'], auth: {} }, /'auth' needs `keys` or `keyStore`/],
     [{ replicas: ['http://127.0.0.1:1'], auth: false, rateLimit: { store: {} } }, /rateLimit.store/],
+    [{ replicas: ['http://127.0.0.1:1'], auth: false, admission: { overflow: { afterMs: 100 } } }, /needs a provider to overflow to/],
+    [{ replicas: ['http://127.0.0.1:1'], auth: false, admission: { fairness: 'weighted' } }, /option 'admission.fairness'/],
+    [{ replicas: ['http://127.0.0.1:1'], auth: false, admission: { maxWaitMs: { urgent: 5 } } }, /option 'admission.maxWaitMs/],
+    [{ replicas: ['http://127.0.0.1:1'], auth: { keys: [{ key: 'sk-12345678', priority: 1.5 }] } }, /priority/],
+    [{ replicas: ['http://127.0.0.1:1'], auth: false, upstream: { fallback: { url: 'nope' } } }, /option 'upstream.fallback.url'/],
   ])('%j fails fast, naming the option', (options, message) => {
     expect(() => createGateway(options as never)).toThrow(message);
   });
