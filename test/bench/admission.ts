@@ -112,7 +112,10 @@ async function scenario(next: () => string, tenants: { flood: boolean; backlog: 
   return outcomes.filter((o) => o.at >= from && o.at <= end).map((o) => ({ ...o, windowStart: from }));
 }
 
-async function mount(replicas: string[], admission: GatewayOptions['admission']): Promise<{ gateway: Gateway; server: Server; url: string }> {
+async function mount(
+  replicas: string[],
+  admission: GatewayOptions['admission'],
+): Promise<{ gateway: Gateway; server: Server; url: string }> {
   const gateway = createGateway({
     replicas,
     auth: {
@@ -165,7 +168,9 @@ const on = await mount(urls, {});
 const aloneOutcomes = await scenario(bases([on.url]), { flood: false, backlog: false });
 const aloneTtft = aloneOutcomes.filter((o) => o.ttftMs !== undefined && o.startedAt >= o.windowStart).map((o) => o.ttftMs!);
 const alone = { p50: percentile(aloneTtft, 50), p95: percentile(aloneTtft, 95) };
-console.log(`${'interactive alone'.padEnd(26)} interactive TTFT p50 ${alone.p50.toFixed(0).padStart(5)} ms  p95 ${alone.p95.toFixed(0).padStart(5)} ms`);
+console.log(
+  `${'interactive alone'.padEnd(26)} interactive TTFT p50 ${alone.p50.toFixed(0).padStart(5)} ms  p95 ${alone.p95.toFixed(0).padStart(5)} ms`,
+);
 
 const forwarding = report('forwarding (no gateway)', await scenario(bases(urls), { flood: true, backlog: true }), alone);
 const off = await mount(urls, false);
@@ -187,11 +192,20 @@ byTokens.server.close();
 
 // The scheduling core alone: enqueue and dispatch through 64 flows in 3 bands (the first pass warms the JIT).
 for (const fairness of ['requests', 'requests', 'tokens'] as const) {
-  const scheduler = new FlowScheduler<number>({ maxQueued: 1e6, maxQueuedPerFlow: 1e6, maxQueuedBytes: 1e12 }, fairness === 'tokens' ? 64 : 1);
+  const scheduler = new FlowScheduler<number>(
+    { maxQueued: 1e6, maxQueuedPerFlow: 1e6, maxQueuedBytes: 1e12 },
+    fairness === 'tokens' ? 64 : 1,
+  );
   const N = 200_000;
   const started = process.cpuUsage();
   for (let i = 0; i < N; i++) {
-    scheduler.enqueue(i, { fairnessId: `flow-${i % 64}`, priority: i % 3, bytes: 512, cost: fairness === 'tokens' ? 200 + (i % 7) * 300 : 1, at: i });
+    scheduler.enqueue(i, {
+      fairnessId: `flow-${i % 64}`,
+      priority: i % 3,
+      bytes: 512,
+      cost: fairness === 'tokens' ? 200 + (i % 7) * 300 : 1,
+      at: i,
+    });
     if (i % 2 === 1) scheduler.pop();
   }
   while (scheduler.pop());

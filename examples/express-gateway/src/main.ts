@@ -82,10 +82,13 @@ if (process.env.MODEL_ALIASES) {
 }
 
 const maxNumSeqs = process.env.MAX_NUM_SEQS ? Number(process.env.MAX_NUM_SEQS) : undefined;
-if (maxNumSeqs !== undefined && !(Number.isInteger(maxNumSeqs) && maxNumSeqs > 0)) fail(`MAX_NUM_SEQS must be a positive integer, got '${process.env.MAX_NUM_SEQS}'`);
-if (process.env.ADMISSION && !['on', 'off'].includes(process.env.ADMISSION)) fail(`ADMISSION must be on or off, got '${process.env.ADMISSION}'`);
+if (maxNumSeqs !== undefined && !(Number.isInteger(maxNumSeqs) && maxNumSeqs > 0))
+  fail(`MAX_NUM_SEQS must be a positive integer, got '${process.env.MAX_NUM_SEQS}'`);
+if (process.env.ADMISSION && !['on', 'off'].includes(process.env.ADMISSION))
+  fail(`ADMISSION must be on or off, got '${process.env.ADMISSION}'`);
 const overflowAfterMs = Number(process.env.OVERFLOW_AFTER_MS ?? 5000);
-if (!(Number.isInteger(overflowAfterMs) && overflowAfterMs >= 0)) fail(`OVERFLOW_AFTER_MS must be a whole number of ms, got '${process.env.OVERFLOW_AFTER_MS}'`);
+if (!(Number.isInteger(overflowAfterMs) && overflowAfterMs >= 0))
+  fail(`OVERFLOW_AFTER_MS must be a whole number of ms, got '${process.env.OVERFLOW_AFTER_MS}'`);
 const fallback = process.env.FALLBACK_URL
   ? {
       url: process.env.FALLBACK_URL,

@@ -186,7 +186,10 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     const asked = req.headers['x-tera-priority'];
     if (asked !== undefined) {
       if (typeof asked !== 'string' || !PRIORITY.test(asked.trim()))
-        return sendError(res, invalidRequest('X-Tera-Priority must be an integer; it can lower, never raise, the key’s priority.', null, 'invalid_priority'));
+        return sendError(
+          res,
+          invalidRequest('X-Tera-Priority must be an integer; it can lower, never raise, the key’s priority.', null, 'invalid_priority'),
+        );
       priority = Math.min(priority, Number(asked.trim()));
     }
     let fairnessId = ctx.key?.id ?? '';

@@ -221,7 +221,8 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     const ok = !closing && replicas.some((r) => r.state === 'ready' && r.breaker !== 'open');
     const code = ok ? 200 : 503;
     const status = ok ? 'ok' : closing ? 'shutting_down' : 'unavailable';
-    const withDetails = () => sendJSON(res, code, admissionStage ? { status, replicas, queue: admissionStage.status() } : { status, replicas });
+    const withDetails = () =>
+      sendJSON(res, code, admissionStage ? { status, replicas, queue: admissionStage.status() } : { status, replicas });
     const statusOnly = () => sendJSON(res, code, { status });
     if (healthDetails === 'public') return withDetails();
     // Replica URLs and load describe the deployment and its traffic: operators only.

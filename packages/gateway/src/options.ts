@@ -250,7 +250,9 @@ export const gatewayOptionsSchema = z.strictObject({
     .union([
       z.literal(false),
       z.strictObject({
-        maxWaitMs: z.union([z.int().min(0), z.record(z.string().regex(/^(-?\d+|default)$/, 'a priority or "default"'), z.int().min(0))]).optional(),
+        maxWaitMs: z
+          .union([z.int().min(0), z.record(z.string().regex(/^(-?\d+|default)$/, 'a priority or "default"'), z.int().min(0))])
+          .optional(),
         limits: z
           .strictObject({
             maxQueued: z.int().positive().optional(),
@@ -260,7 +262,10 @@ export const gatewayOptionsSchema = z.strictObject({
           })
           .optional(),
         fairness: z.enum(['requests', 'tokens']).optional(),
-        fairnessHeader: z.string().regex(/^[A-Za-z0-9-]+$/).optional(),
+        fairnessHeader: z
+          .string()
+          .regex(/^[A-Za-z0-9-]+$/)
+          .optional(),
         retryAfterSeconds: z.int().positive().optional(),
         overflow: z.strictObject({ afterMs: z.int().min(0) }).optional(),
         outputEstimate: z.int().positive().optional(),

@@ -133,7 +133,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
   const events = new EventEmitter<AdapterEvents>();
   const seqs = options.maxNumSeqs;
   const replicas = options.replicas.map(
-    (url) => new Replica(url, options.breaker, typeof seqs === 'number' ? seqs : seqs?.[url] ?? seqs?.[url.replace(/\/+$/, '')]),
+    (url) => new Replica(url, options.breaker, typeof seqs === 'number' ? seqs : (seqs?.[url] ?? seqs?.[url.replace(/\/+$/, '')])),
   );
   const roomListeners = new Set<() => void>();
   const roomMayHaveGrown = () => {
