@@ -122,7 +122,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     dispatchTimes[dispatches++ % RATE_SAMPLES] = performance.now();
     const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
     ctx.queueMs = waited;
-    if (!res.headersSent) res.setHeader('x-tera-queue-ms', String(Math.round(waited)));
+    if (!res.headersSent) res.setHeader('X-Tera-Queue-Ms', String(Math.round(waited)));
     if (queuedAt !== undefined) recordEvent(ctx, 'tera.admission.dispatched', { 'tera.queue.ms': Math.round(waited) });
     next();
   };
@@ -131,7 +131,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     ctx.overflow = true;
     const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
     ctx.queueMs = waited;
-    if (!res.headersSent) res.setHeader('x-tera-queue-ms', String(Math.round(waited)));
+    if (!res.headersSent) res.setHeader('X-Tera-Queue-Ms', String(Math.round(waited)));
     recordEvent(ctx, 'tera.admission.overflow', { 'tera.queue.ms': Math.round(waited), 'tera.reason': why });
     next();
   };

@@ -88,7 +88,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const overflow = ctx.overflow === true && fallback !== undefined;
     if (overflow) {
       ctx.servedBy = 'fallback';
-      res.setHeader('x-tera-served-by', 'fallback');
+      res.setHeader('X-Tera-Served-By', 'fallback');
     }
     const caller = {
       usage: body.stream_options?.include_usage === true,
