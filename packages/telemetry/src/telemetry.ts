@@ -10,6 +10,7 @@ import {
   type Attributes,
   type Context,
   type Meter,
+  type MetricOptions,
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
@@ -95,6 +96,28 @@ function contentRecorder(): ChatTransform & { text(): string } {
 }
 
 /**
+ * A counter summed here and handed to the SDK at collection (an observable counter): per request,
+ * one Map update under a key the caller builds, instead of the SDK sorting and hashing an
+ * attribute set on every add (measured: the Prometheus provider cost 50 to 100 CPU µs a request).
+ */
+class SummedCounter {
+  private readonly sums = new Map<string, { attributes: Attributes; value: number }>();
+
+  constructor(meter: Meter, name: string, options: MetricOptions, upDown = false) {
+    const instrument = upDown ? meter.createObservableUpDownCounter(name, options) : meter.createObservableCounter(name, options);
+    instrument.addCallback((result) => {
+      for (const sum of this.sums.values()) result.observe(sum.value, sum.attributes);
+    });
+  }
+
+  add(value: number, key: string, attributes: () => Attributes): void {
+    const sum = this.sums.get(key);
+    if (sum) sum.value += value;
+    else this.sums.set(key, { attributes: attributes(), value });
+  }
+}
+
+/**
  * One span per chat request, `chat openai/gpt-oss-20b`, child of the app's active span, with
  * the GenAI conventions' attributes and a CLIENT child span per upstream attempt; the
  * conventions' metrics; and a usage record with cost. Depends on @opentelemetry/api only.
@@ -130,18 +153,26 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     description: 'Time requests waited in the admission queue while the pool was full (0 when they went straight through)',
     advice: { explicitBucketBoundaries: DURATION_BUCKETS },
   });
-  const requests = meter.createCounter(METRIC.requests, { unit: '{request}', description: 'Chat requests by status and error type' });
-  const inFlight = meter.createUpDownCounter(METRIC.inFlight, { unit: '{request}', description: 'Chat requests in flight' });
+  const requests = new SummedCounter(meter, METRIC.requests, { unit: '{request}', description: 'Chat requests by status and error type' });
+  const inFlight = new SummedCounter(meter, METRIC.inFlight, { unit: '{request}', description: 'Chat requests in flight' }, true);
+  const inFlightAttrs: Attributes = {
+    [ATTR.operationName]: OPERATION_CHAT,
+    [ATTR.providerName]: PROVIDER,
+    [ATTR.requestModel]: model,
+    ...(legacyNames ? { [ATTR.system]: PROVIDER } : {}),
+  };
+  const inFlightKey = '';
+  const inFlightAttributes = () => inFlightAttrs;
   const breakerTransitions = meter.createCounter(METRIC.breakerTransitions, {
     unit: '{transition}',
     description: 'Circuit breaker state changes',
   });
   const repairs = meter.createCounter(METRIC.repairs, { unit: '{repair}', description: 'Repairs the response stages made, by kind' });
   // Per key, for billing dashboards and Prometheus: these names (with `_total` for counters) are a documented contract.
-  const keyTokens = meter.createCounter('tera_usage_tokens', {
+  const keyTokens = new SummedCounter(meter, 'tera_usage_tokens', {
     description: 'Tokens per key by token_type: input, output (reasoning included), reasoning, cached',
   });
-  const keyCost = meter.createCounter('tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
+  const keyCost = new SummedCounter(meter, 'tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
   const budgetRemaining = new Map<string, number>();
   meter
     .createObservableGauge('tera_budget_remaining_usd', { description: 'USD left in the current budget period of keys with a USD budget' })
@@ -298,14 +329,15 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     duration.record(seconds, outcomeAttrs);
     if (ctx.queueMs !== undefined) queueTime.record(ctx.queueMs / 1000, { 'tera.served_by': ctx.servedBy ?? 'pool' });
     // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
-    requests.add(1, {
+    const keyId = ctx.key?.id ?? 'anonymous';
+    requests.add(1, `${ending.requestModel}\u0000${failure ?? ''}\u0000${status}\u0000${keyId}\u0000${aborted ? 1 : 0}`, () => ({
       ...outcomeAttrs,
       [ATTR.httpStatus]: status,
-      key_id: ctx.key?.id ?? 'anonymous',
+      key_id: keyId,
       status: String(status),
       ...(aborted ? { [ATTR.clientAborted]: true } : {}),
-    });
-    inFlight.add(-1, metricAttrs);
+    }));
+    inFlight.add(-1, inFlightKey, inFlightAttributes);
     if (usage) {
       tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
       tokenUsage.record(usage.completion_tokens, { ...metricAttrs, [ATTR.tokenType]: 'output' });
@@ -325,13 +357,14 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     const usage = ctx.usage;
     const cost = usage ? costUSD(usage, prices) : 0;
     if (usage) {
-      keyTokens.add(usage.prompt_tokens, { key_id: keyId, token_type: 'input' });
-      keyTokens.add(usage.completion_tokens, { key_id: keyId, token_type: 'output' });
+      const tokens = (type: string, n: number) => keyTokens.add(n, `${keyId}\u0000${type}`, () => ({ key_id: keyId, token_type: type }));
+      tokens('input', usage.prompt_tokens);
+      tokens('output', usage.completion_tokens);
       const reasoning = usage.completion_tokens_details?.reasoning_tokens;
-      if (reasoning) keyTokens.add(reasoning, { key_id: keyId, token_type: 'reasoning' });
+      if (reasoning) tokens('reasoning', reasoning);
       const cached = usage.prompt_tokens_details?.cached_tokens;
-      if (cached) keyTokens.add(cached, { key_id: keyId, token_type: 'cached' });
-      keyCost.add(cost, { key_id: keyId });
+      if (cached) tokens('cached', cached);
+      keyCost.add(cost, keyId, () => ({ key_id: keyId }));
     }
     const remaining = ctx.budgetRemaining?.usd;
     if (remaining !== undefined) budgetRemaining.set(keyId, Math.max(0, remaining - cost));
@@ -386,12 +419,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
       const tracestate = spanContext.traceState?.serialize();
       ctx.traceHeaders = tracestate ? { traceparent, tracestate } : { traceparent };
     }
-    inFlight.add(1, {
-      [ATTR.operationName]: OPERATION_CHAT,
-      [ATTR.providerName]: PROVIDER,
-      [ATTR.requestModel]: model,
-      ...(legacyNames ? { [ATTR.system]: PROVIDER } : {}),
-    });
+    inFlight.add(1, inFlightKey, inFlightAttributes);
     const recorder = options.recordContent && span.isRecording() ? contentRecorder() : undefined;
     if (recorder) ctx.responseTransforms.push(recorder);
     ctx.cleanups.push(() => finish(ctx, res, span, parent, recorder));

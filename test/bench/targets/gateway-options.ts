@@ -7,6 +7,8 @@ export function benchGatewayOptions(upstream: string): GatewayOptions {
     replicas: (process.env.UPSTREAM_URLS ?? upstream).split(','),
     auth: { keys: [{ key: 'sk-tera-bench-key-0001', id: 'bench', concurrency: 100_000, tokensPerSecond: 1e12 }] },
     rateLimit: {},
+    // BENCH_PROMETHEUS=off measures the gateway without its Prometheus meter provider.
+    ...(process.env.BENCH_PROMETHEUS === 'off' ? { prometheus: false as const } : {}),
     upstream: { health: { intervalMs: 5000, metricsIntervalMs: 500 }, ...(routing ? { routing } : {}) },
   };
 }
