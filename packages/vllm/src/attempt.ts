@@ -113,8 +113,8 @@ export function readResponse(response: IncomingMessage, idleMs: number, deadline
       Math.max(0, deadline - performance.now()),
     );
     const arm = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => response.destroy(new UpstreamFault('timeout', `no data for ${idleMs} ms`)), idleMs);
+      if (idle) idle.refresh();
+      else idle = setTimeout(() => response.destroy(new UpstreamFault('timeout', `no data for ${idleMs} ms`)), idleMs);
     };
     const onAbort = () => response.destroy(new ClientGone());
     signal.addEventListener('abort', onAbort, { once: true });

@@ -332,9 +332,10 @@ export function relayStream(
       },
       onMalformed: (reason) => settled || replicaFault(new UpstreamFault('malformed', reason)),
     });
+    // One timer re-armed in place on every read (refresh), not a new one per read.
     const armIdle = () => {
-      clearTimeout(idle);
-      idle = setTimeout(() => replicaFault(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
+      if (idle) idle.refresh();
+      else idle = setTimeout(() => replicaFault(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
     };
     armIdle();
     response.on('data', (bytes: Buffer) => {
