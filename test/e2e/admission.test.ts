@@ -1,3 +1,4 @@
+import OpenAI from 'openai';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayOptions } from '@tera-gw/gateway';
 import type { UsageRecord } from '@tera-gw/telemetry';
@@ -75,6 +76,16 @@ async function enqueue(gw: Mounted, expected: number, key: string, content: stri
   return { answer };
 }
 
+/** 50 ms a token and one sequence at a time: a 60-token blocker holds the slot while the rest queue up; each queued request takes 4. */
+const SLOW_ONE_SLOT = ['--max-num-seqs', '1', '--itl-ms', '50'];
+
+/** Fills the replica's only slot with a long request; resolves once it runs there (`blocker` settles when it ends). */
+async function occupy(gw: Mounted, s: SimProcess): Promise<{ blocker: Promise<Answer> }> {
+  const blocker = ask(gw, 'sk-tera-admission-a', 'blocker', {}, undefined, 60);
+  await until(async () => (await s.metric('vllm:num_requests_running')) === 1, 5000, 'blocker running');
+  return { blocker };
+}
+
 const order = (answers: Array<[string, Answer]>) =>
   answers
     .slice()
@@ -83,12 +94,10 @@ const order = (answers: Array<[string, Answer]>) =>
 
 describe('admission while the pool is full', () => {
   it('higher bands first, flows of a band in turn, first come first served within a flow', async () => {
-    // 50 ms a token: the blocker's 60 tokens hold the only slot while the rest queue up; each queued request takes 4.
-    const s = await sim(['--max-num-seqs', '1', '--itl-ms', '50']);
+    const s = await sim(SLOW_ONE_SLOT);
     // Telemetry on: the wait is a histogram on the gateway's Prometheus endpoint.
     const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 }, telemetry: {} });
-    const blocker = ask(gw, 'sk-tera-admission-a', 'blocker', {}, undefined, 60);
-    await until(async () => (await s.metric('vllm:num_requests_running')) === 1, 5000, 'blocker running');
+    const { blocker } = await occupy(gw, s);
     const sent: Array<[string, Promise<Answer>]> = [];
     let n = 0;
     for (const [key, name] of [
@@ -118,11 +127,9 @@ describe('admission while the pool is full', () => {
   });
 
   it('an in-house gateway key queues its end users as separate flows; other keys cannot', async () => {
-    // 50 ms a token: the blocker's 60 tokens hold the only slot while the rest queue up; each queued request takes 4.
-    const s = await sim(['--max-num-seqs', '1', '--itl-ms', '50']);
+    const s = await sim(SLOW_ONE_SLOT);
     const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 } });
-    const blocker = ask(gw, 'sk-tera-admission-a', 'blocker', {}, undefined, 60);
-    await until(async () => (await s.metric('vllm:num_requests_running')) === 1, 5000, 'blocker running');
+    const { blocker } = await occupy(gw, s);
     const sent: Array<[string, Promise<Answer>]> = [];
     let n = 0;
     for (const [user, name] of [
@@ -140,11 +147,9 @@ describe('admission while the pool is full', () => {
   });
 
   it('X-Tera-Priority lowers a key’s band but never raises it; a malformed one is a 400', async () => {
-    // 50 ms a token: the blocker's 60 tokens hold the only slot while the rest queue up; each queued request takes 4.
-    const s = await sim(['--max-num-seqs', '1', '--itl-ms', '50']);
+    const s = await sim(SLOW_ONE_SLOT);
     const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 } });
-    const blocker = ask(gw, 'sk-tera-admission-a', 'blocker', {}, undefined, 60);
-    await until(async () => (await s.metric('vllm:num_requests_running')) === 1, 5000, 'blocker running');
+    const { blocker } = await occupy(gw, s);
     const raised = (await enqueue(gw, 1, 'a', 'raised', { 'x-tera-priority': '9' })).answer;
     const lowered = (await enqueue(gw, 2, 'high', 'lowered', { 'x-tera-priority': '0' })).answer;
     const high = (await enqueue(gw, 3, 'high', 'high')).answer;
@@ -294,6 +299,31 @@ describe('admission while the pool is full', () => {
     await until(() => usage.length === 2);
     expect(usage.find((r) => r.keyId === 'b')).toMatchObject({ servedBy: 'fallback' });
     expect(usage.find((r) => r.keyId === 'a')).toMatchObject({ servedBy: 'pool' });
+  });
+
+  it('the openai SDK streams a queued request unchanged, and reads a refusal as a RateLimitError', async () => {
+    const s = await sim(SLOW_ONE_SLOT);
+    const gw = await gateway({ replicas: [s.url], upstream: { health: false, maxNumSeqs: 1 } });
+    const { blocker } = await occupy(gw, s);
+    const { data: stream, response } = await gw
+      .client('sk-tera-admission-b')
+      .chat.completions.create({ model, messages: [{ role: 'user', content: 'queued stream' }], max_tokens: 4, stream: true })
+      .withResponse();
+    expect(Number(response.headers.get('x-tera-queue-ms'))).toBeGreaterThan(100);
+    let text = '';
+    for await (const chunk of stream) {
+      const delta = chunk.choices[0]?.delta as { content?: string; reasoning?: string } | undefined;
+      text += (delta?.reasoning ?? '') + (delta?.content ?? '');
+    }
+    expect(text.length).toBeGreaterThan(0);
+    const { blocker: second } = await occupy(gw, s);
+    const refused = await gw
+      .client('sk-tera-admission-shed')
+      .chat.completions.create({ model, messages: [{ role: 'user', content: 'shed' }], max_tokens: 4 })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(OpenAI.RateLimitError);
+    expect((refused as InstanceType<typeof OpenAI.RateLimitError>).headers.get('retry-after')).toMatch(/^\d+$/);
+    await Promise.all([blocker, second]);
   });
 
   it('admission off: the replica queues the excess itself, as before', async () => {
