@@ -396,32 +396,36 @@ describe('--max-num-seqs', () => {
     }).then(async (r) => ({ status: r.status, body: await r.text() }));
 
   it('runs N at once, the rest wait in order; metrics count both; a request cancelled while waiting never runs', async () => {
-    // 50 ms a token: `short` ends after about 4 tokens, `long` runs on for 40.
+    // 50 ms a token: `short` ends after about 8 tokens, `long` runs on for 60.
     const small = await startSimulator({ maxNumSeqs: 2, itlMs: 50 });
+    /** Polls the two gauges until they read [running, waiting], for up to a second. */
+    const batch = async (running: number, waiting: number) => {
+      let seen: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        seen = [await gauge(small.url, 'vllm:num_requests_running'), await gauge(small.url, 'vllm:num_requests_waiting')];
+        if (seen[0] === running && seen[1] === waiting) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(seen).toEqual([running, waiting]);
+    };
     try {
-      const short = post(small.url, 'short', 4);
-      const long = post(small.url, 'long', 40);
-      await new Promise((r) => setTimeout(r, 30));
+      const short = post(small.url, 'short', 8);
+      const long = post(small.url, 'long', 60);
+      await batch(2, 0);
       const aborter = new AbortController();
       const cancelled = post(small.url, 'cancelled', 4, aborter.signal).catch(() => 'aborted');
-      await new Promise((r) => setTimeout(r, 10));
+      await batch(2, 1);
       const waiting = post(small.url, 'waiting', 4);
-      await new Promise((r) => setTimeout(r, 50));
-      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(2);
-      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(2);
+      await batch(2, 2);
       aborter.abort();
       expect(await cancelled).toBe('aborted');
-      await new Promise((r) => setTimeout(r, 20));
-      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(1);
+      await batch(2, 1);
       expect((await short).status).toBe(200);
-      await new Promise((r) => setTimeout(r, 20));
       // The place `short` freed went to `waiting` at once, not to the cancelled request, while `long` still runs.
-      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(2);
-      expect(await gauge(small.url, 'vllm:num_requests_waiting')).toBe(0);
+      await batch(2, 0);
       const replies = [await short, await long, await waiting];
       expect(replies.map((r) => r.status)).toEqual([200, 200, 200]);
-      await new Promise((r) => setTimeout(r, 20));
-      expect(await gauge(small.url, 'vllm:num_requests_running')).toBe(0);
+      await batch(0, 0);
       // Three ran; the cancelled one never reached the engine: no prompt and no generated token of its own.
       const usages = replies.map((r) => (JSON.parse(r.body) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
       expect(await gauge(small.url, 'vllm:prompt_tokens_total')).toBe(usages.reduce((n, u) => n + u.prompt_tokens, 0));
