@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { GatewayOptions } from '@tera-gw/gateway';
 import type { UsageRecord } from '@tera-gw/telemetry';
 import { mountGateway, type Mounted } from '../helpers/mount.js';
+import { startCaptureUpstream } from '../helpers/capture-upstream.js';
 import { spawnSim, type SimProcess } from '../helpers/processes.js';
 import { sleep, until } from '../helpers/wait.js';
 
@@ -299,6 +300,39 @@ describe('admission while the pool is full', () => {
     await until(() => usage.length === 2);
     expect(usage.find((r) => r.keyId === 'b')).toMatchObject({ servedBy: 'fallback' });
     expect(usage.find((r) => r.keyId === 'a')).toMatchObject({ servedBy: 'pool' });
+  });
+
+  it('the fallback gets an OpenAI request: its own key and model name, no vLLM-only fields', async () => {
+    const s = await sim(SLOW_ONE_SLOT);
+    const fallback = await startCaptureUpstream();
+    cleanups.push(() => fallback.close());
+    const gw = await gateway({
+      replicas: [s.url],
+      upstream: { health: false, maxNumSeqs: 1, fallback: { url: `${fallback.url}/v1`, apiKey: 'sk-fallback-key', model: 'gpt-oss-20b' } },
+      admission: { overflow: { afterMs: 0 } },
+    });
+    const { blocker } = await occupy(gw, s);
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer sk-tera-admission-b', 'content-type': 'application/json' },
+      body: JSON.stringify({
+        model,
+        stream: true,
+        stream_options: { continuous_usage_stats: true },
+        messages: [{ role: 'user', content: 'over' }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('x-tera-served-by')).toBe('fallback');
+    expect(await res.text()).toContain('data: [DONE]');
+    expect(fallback.requests).toHaveLength(1);
+    const sent = fallback.requests[0]!;
+    expect(sent.headers.authorization).toBe('Bearer sk-fallback-key');
+    const body = JSON.parse(sent.body) as Record<string, unknown>;
+    expect(body.model).toBe('gpt-oss-20b');
+    expect(body).not.toHaveProperty('cache_salt');
+    expect(body.stream_options).toEqual({ include_usage: true });
+    await blocker;
   });
 
   it('the openai SDK streams a queued request unchanged, and reads a refusal as a RateLimitError', async () => {

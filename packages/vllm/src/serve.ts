@@ -96,17 +96,16 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     };
     // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
     // client leaves or the stream breaks; the caller sees what it asked for.
-    // A fallback provider is any OpenAI-compatible API: vLLM's own fields stay home.
-    const upstreamBody = streaming
-      ? {
-          ...body,
-          stream_options: overflow
-            ? { ...body.stream_options, include_usage: true }
-            : { ...body.stream_options, include_usage: true, continuous_usage_stats: true },
-        }
-      : { ...body };
-    if (overflow && upstreamBody.stream_options) delete upstreamBody.stream_options.continuous_usage_stats;
-    if (overflow && fallback.model) upstreamBody.model = fallback.model;
+    const upstreamBody = { ...body };
+    if (streaming) upstreamBody.stream_options = { ...body.stream_options, include_usage: true, continuous_usage_stats: true };
+    if (overflow) {
+      // A fallback provider is any OpenAI-compatible API: vLLM's own fields stay home (the salt too, below).
+      if (upstreamBody.stream_options) {
+        const { continuous_usage_stats: _vllmOnly, ...openai } = upstreamBody.stream_options;
+        upstreamBody.stream_options = openai;
+      }
+      if (fallback.model) upstreamBody.model = fallback.model;
+    }
     const salt = overflow ? undefined : cacheSalt(ctx, body.cache_salt);
     if (salt === undefined) delete upstreamBody.cache_salt;
     else upstreamBody.cache_salt = salt;
