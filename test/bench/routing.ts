@@ -99,27 +99,78 @@ function turn(url: string, messages: unknown[]): Promise<Turn & { content: strin
   });
 }
 
-async function workload(url: string): Promise<{ turns: Turn[]; seconds: number }> {
+/**
+ * A workload: how many conversations, turns and in flight, the replicas' KV cache, and what
+ * each turn adds to the history. `support`: the shared ~2,000-token system prompt dominates.
+ * `agentic`: a ~500-token system prompt, then each turn a tool result of ~2,000 tokens, so
+ * histories grow to 20k+ tokens and the replicas' caches hold about half of all conversations.
+ */
+interface Workload {
+  name: string;
+  conversations: number;
+  turns: number;
+  parallel: number;
+  cacheTokens: number;
+  system: string;
+  opening: (c: number) => string;
+  followUp: (c: number, t: number) => string;
+  /** Time between an answer and the next turn (the agent running its tool); 0 sends at once. */
+  thinkMs: (c: number, t: number) => number;
+}
+
+const support: Workload = {
+  name: 'support',
+  conversations: CONVERSATIONS,
+  turns: TURNS,
+  parallel: PARALLEL,
+  cacheTokens: 16_000,
+  system,
+  opening: (c) => `Customer ${c}: where is my order ${c * 7919}?`,
+  followUp: (_c, t) =>
+    `Follow-up ${t}: and what about the refund for item ${t}? ${'Please check the delivery notes and the invoice again. '.repeat(5)}`,
+  thinkMs: () => 0,
+};
+
+/** About 2,000 tokens of rows that differ per conversation and turn, like a tool's output. */
+const toolResult = (c: number, t: number) =>
+  Array.from(
+    { length: 110 },
+    (_, i) =>
+      `row ${c}.${t}.${i}: sku ${(c * 7919 + t * 104729 + i * 31) % 99991} status ${['open', 'shipped', 'held', 'returned'][(c + t + i) % 4]} qty ${(i * 7 + c) % 13}`,
+  ).join('\n');
+
+const agentic: Workload = {
+  name: 'agentic',
+  conversations: Number(process.env.BENCH_AGENT_CONVERSATIONS ?? 40),
+  turns: 10,
+  // 4 replicas x 4 sequences; with the tools' pauses, 20 conversations keep them about 70% busy.
+  parallel: Number(process.env.BENCH_AGENT_PARALLEL ?? 20),
+  cacheTokens: Number(process.env.BENCH_AGENT_CACHE_TOKENS ?? 64_000),
+  system: 'You are a coding agent. Use the tools, read their results, and answer briefly. '.repeat(30),
+  opening: (c) => `Task ${c}: find why the nightly export for warehouse ${c} fails and fix it.`,
+  followUp: (c, t) => `Tool result (query_${t}):\n${toolResult(c, t)}`,
+  // The tool runs 200 to 800 ms: other turns end meanwhile, so the replica a turn just left is not
+  // the least loaded by the time the next one comes (with no pause, least-request is sticky by accident).
+  thinkMs: (c, t) => 200 + ((c * 37 + t * 101) % 600),
+};
+
+async function workload(url: string, w: Workload): Promise<{ turns: Turn[]; seconds: number }> {
   const turns: Turn[] = [];
   let next = 0;
   const started = performance.now();
   await Promise.all(
-    Array.from({ length: PARALLEL }, async () => {
-      for (let c = next++; c < CONVERSATIONS; c = next++) {
+    Array.from({ length: w.parallel }, async () => {
+      for (let c = next++; c < w.conversations; c = next++) {
         const messages: Array<{ role: string; content: string }> = [
-          { role: 'system', content: system },
-          { role: 'user', content: `Customer ${c}: where is my order ${c * 7919}?` },
+          { role: 'system', content: w.system },
+          { role: 'user', content: w.opening(c) },
         ];
-        for (let t = 0; t < TURNS; t++) {
+        for (let t = 0; t < w.turns; t++) {
           const r = await turn(url, messages);
           turns.push(r);
-          messages.push(
-            { role: 'assistant', content: r.content },
-            {
-              role: 'user',
-              content: `Follow-up ${t}: and what about the refund for item ${t}? ${'Please check the delivery notes and the invoice again. '.repeat(5)}`,
-            },
-          );
+          messages.push({ role: 'assistant', content: r.content }, { role: 'user', content: w.followUp(c, t) });
+          const pause = w.thinkMs(c, t);
+          if (pause) await new Promise((resolve) => setTimeout(resolve, pause));
         }
       }
     }),
@@ -127,9 +178,9 @@ async function workload(url: string): Promise<{ turns: Turn[]; seconds: number }
   return { turns, seconds: (performance.now() - started) / 1000 };
 }
 
-async function scenario(name: string, routing?: 'cache-aware' | 'least-request') {
+async function scenario(w: Workload, name: string, routing?: 'cache-aware' | 'least-request') {
   const replicas: Server[] = [];
-  for (let i = 0; i < (routing ? 4 : 1); i++) replicas.push(await startPinned(1, simCli, simArgs(routing ? 16_000 : 10_000_000)));
+  for (let i = 0; i < (routing ? 4 : 1); i++) replicas.push(await startPinned(1, simCli, simArgs(routing ? w.cacheTokens : 10_000_000)));
   const urls = replicas.map((r) => r.url);
   let gateway: Server | undefined;
   if (routing)
@@ -138,7 +189,7 @@ async function scenario(name: string, routing?: 'cache-aware' | 'least-request')
       UPSTREAM_URLS: urls.join(','),
       ROUTING: routing,
     });
-  const { turns, seconds } = await workload(gateway?.url ?? urls[0]!);
+  const { turns, seconds } = await workload(gateway?.url ?? urls[0]!, w);
   const queries = (await Promise.all(urls.map((u) => metric(u, 'vllm:prefix_cache_queries_total')))).reduce((a, b) => a + b, 0);
   const hits = (await Promise.all(urls.map((u) => metric(u, 'vllm:prefix_cache_hits_total')))).reduce((a, b) => a + b, 0);
   const served = await Promise.all(urls.map((u) => metric(u, 'vllm:request_success_total')));
@@ -159,9 +210,19 @@ async function scenario(name: string, routing?: 'cache-aware' | 'least-request')
   };
 }
 
-const upper = await scenario('one replica, unbounded cache (hit-rate bound)');
-const least = await scenario('least-request', 'least-request');
-const aware = await scenario('cache-aware', 'cache-aware');
+const only = process.env.BENCH_WORKLOAD;
+const results: Array<{
+  w: Workload;
+  upper: Awaited<ReturnType<typeof scenario>>;
+  least: Awaited<ReturnType<typeof scenario>>;
+  aware: Awaited<ReturnType<typeof scenario>>;
+}> = [];
+for (const w of [support, agentic].filter((x) => !only || x.name === only)) {
+  const upper = await scenario(w, 'one replica, unbounded cache (hit-rate bound)');
+  const least = await scenario(w, 'least-request', 'least-request');
+  const aware = await scenario(w, 'cache-aware', 'cache-aware');
+  results.push({ w, upper, least, aware });
+}
 
 // Router CPU per decision on a 32 KB prompt, in this process.
 const router = createRouter();
@@ -178,15 +239,19 @@ for (let round = 0; round < 5; round++) {
   costs.push(Number(process.hrtime.bigint() - t0) / n / 1000);
 }
 
-console.log(
-  `\n${CONVERSATIONS} conversations x ${TURNS} turns, ${PARALLEL} in flight, ~2,000-token shared system prompt; 4 replicas with 16k-token KV caches (prefill 40 us/token, 4 seqs per batch)`,
-);
-console.log('scenario                                   hit rate  of bound  TTFT p50 ms  TTFT p95 ms  out tok/s  max share/mean');
-for (const r of [upper, least, aware]) {
+for (const { w, upper, least, aware } of results) {
   console.log(
-    `${r.name.padEnd(42)} ${(r.hitRate * 100).toFixed(1).padStart(7)}%  ${((r.hitRate / upper.hitRate) * 100).toFixed(0).padStart(7)}%  ${r.ttftP50.toFixed(1).padStart(11)}  ${r.ttftP95.toFixed(1).padStart(11)}  ${r.outputTokensPerSecond.toFixed(0).padStart(9)}  ${r.maxShareOverMean.toFixed(2).padStart(14)}`,
+    w.name === 'support'
+      ? `\nsupport: ${w.conversations} conversations x ${w.turns} turns, ${w.parallel} in flight, ~2,000-token shared system prompt; 4 replicas with 16k-token KV caches (prefill 40 us/token, 4 seqs per batch)`
+      : `\nagentic: ${w.conversations} conversations x ${w.turns} turns, ${w.parallel} in flight, ~500-token system prompt, a ~2,000-token tool result and a 200-800 ms tool pause per turn (histories to ~22k tokens); 4 replicas with ${w.cacheTokens / 1000}k-token KV caches (prefill 40 us/token, 4 seqs per batch)`,
   );
+  console.log('scenario                                   hit rate  of bound  TTFT p50 ms  TTFT p95 ms  out tok/s  max share/mean');
+  for (const r of [upper, least, aware]) {
+    console.log(
+      `${r.name.padEnd(42)} ${(r.hitRate * 100).toFixed(1).padStart(7)}%  ${((r.hitRate / upper.hitRate) * 100).toFixed(0).padStart(7)}%  ${r.ttftP50.toFixed(1).padStart(11)}  ${r.ttftP95.toFixed(1).padStart(11)}  ${r.outputTokensPerSecond.toFixed(0).padStart(9)}  ${r.maxShareOverMean.toFixed(2).padStart(14)}`,
+    );
+  }
+  console.log(`TTFT p95, least-request / cache-aware: ${(least.ttftP95 / aware.ttftP95).toFixed(2)}x`);
+  console.log(`replica shares: least-request ${least.shares.join('/')}, cache-aware ${aware.shares.join('/')}`);
 }
-console.log(`TTFT p95, least-request / cache-aware: ${(least.ttftP95 / aware.ttftP95).toFixed(2)}x`);
 console.log(`router pick + record on a 32 KB prompt: ${median(costs).toFixed(1)} us per decision (median of 5 x 5,000)`);
-console.log(`replica shares: least-request ${least.shares.join('/')}, cache-aware ${aware.shares.join('/')}`);

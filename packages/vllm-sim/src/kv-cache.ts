@@ -30,8 +30,4 @@ export class KvCache {
     this.index.insert(blocks, matched);
     return Math.floor((promptTokens * matched) / blocks.length);
   }
-
-  get usage(): number {
-    return this.index.size / this.capacityBlocks;
-  }
 }

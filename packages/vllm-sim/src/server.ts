@@ -74,7 +74,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const version = options.version ?? (reasoningField === 'reasoning_content' ? '0.10.2' : '0.17.1');
   const defaultQuirks = new Set<ToolCallQuirk>(options.toolCallQuirks ?? []);
   const metrics = new SimMetrics(model);
-  const kvCache = new KvCache(options.kvCacheTokens ?? 262_144);
+  const kvCacheTokens = options.kvCacheTokens ?? 262_144;
+  const kvCache = new KvCache(kvCacheTokens);
+  /** Tokens of the requests in the running batch: what vLLM's KV usage gauge reports. */
+  let runningTokens = 0;
   const maxNumSeqs = options.maxNumSeqs ?? 256;
   const prefillUsPerToken = options.prefillUsPerToken ?? 0;
   /** Requests waiting for a place in the running batch, first come first served. */
@@ -276,7 +279,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const cached = kvCache.admit(body, plan.promptTokens, body.cache_salt);
     metrics.prefixQueries += plan.promptTokens;
     metrics.prefixHits += cached;
-    metrics.kvCacheUsage = kvCache.usage;
+    // vLLM's KV usage counts the blocks running requests hold; cached blocks no request holds are free (evictable).
+    const heldTokens = plan.promptTokens + plan.completionTokens;
+    runningTokens += heldTokens;
+    metrics.kvCacheUsage = Math.min(1, runningTokens / kvCacheTokens);
     if (options.enablePromptTokensDetails) plan.cachedTokens = cached;
     // Prefill runs over the prompt tokens the prefix cache does not hold.
     const prefillMs = ((plan.promptTokens - cached) * prefillUsPerToken) / 1000;
@@ -296,6 +302,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       const done = body.stream ? await stream(generation) : await respond(generation);
       if (done) finish(plan.finishReason === 'length' ? 'length' : 'stop');
     } finally {
+      runningTokens -= heldTokens;
+      metrics.kvCacheUsage = Math.min(1, runningTokens / kvCacheTokens);
       leave();
     }
   }

@@ -414,6 +414,8 @@ describe('--max-num-seqs', () => {
       // If an assertion fails midway, closing the simulator rejects what is still open: not an unhandled error.
       for (const open of [short, long]) open.catch(() => undefined);
       await batch(2, 0);
+      // As vLLM: KV usage is what running requests hold.
+      expect(await gauge(small.url, 'vllm:kv_cache_usage_perc')).toBeGreaterThan(0);
       const aborter = new AbortController();
       const cancelled = post(small.url, 'cancelled', 4, aborter.signal).catch(() => 'aborted');
       await batch(2, 1);
@@ -429,6 +431,8 @@ describe('--max-num-seqs', () => {
       const replies = [await short, await long, await waiting];
       expect(replies.map((r) => r.status)).toEqual([200, 200, 200]);
       await batch(0, 0);
+      // Prefixes stay cached after the requests end, but no request holds them: free, as vLLM counts them.
+      expect(await gauge(small.url, 'vllm:kv_cache_usage_perc')).toBe(0);
       // Three ran; the cancelled one never reached the engine: no prompt and no generated token of its own.
       const usages = replies.map((r) => (JSON.parse(r.body) as { usage: { prompt_tokens: number; completion_tokens: number } }).usage);
       expect(await gauge(small.url, 'vllm:prompt_tokens_total')).toBe(usages.reduce((n, u) => n + u.prompt_tokens, 0));

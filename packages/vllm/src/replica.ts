@@ -71,8 +71,9 @@ export class Replica {
   get room(): number {
     const capacity = this.capacity;
     if (capacity === undefined) return Infinity;
-    // A KV cache this full makes vLLM preempt and queue whatever the running count says.
-    if ((this.metrics?.kvCacheUsage ?? 0) >= KV_CACHE_FULL) return 0;
+    // A KV cache this full makes vLLM preempt and queue whatever the running count says; with nothing of ours
+    // running there, the gauge is someone else's load (or stale) and one request may still go.
+    if ((this.metrics?.kvCacheUsage ?? 0) >= KV_CACHE_FULL && this.inFlight > 0) return 0;
     return Math.max(0, capacity - this.inFlight);
   }
 
