@@ -5,12 +5,13 @@ import { median, pinSelf, startPinned, type Server } from './harness.js';
 import { percentile } from './latency.js';
 
 /**
- * The routing scenario: 4 simulator replicas with the prefix-cache model (prefill 40 us per
- * uncached prompt token, 4 sequences per batch), 64 conversations of 8 turns sharing a
- * ~2,000-token system prompt, 16 conversations in flight; through the gateway with
- * `least-request` and with `cache-aware`, in one run. Reports the prefix-cache hit rate (from
- * the replicas' counters) against the single-replica upper bound, TTFT p50 and p95, output
- * tokens per second, each replica's share, and the router's CPU per decision on a 32 KB prompt.
+ * The routing scenarios: 4 simulator replicas with the prefix-cache model (prefill 40 us per
+ * uncached prompt token, 4 sequences per batch), through the gateway with `least-request` and
+ * with `cache-aware`, in one run, for two workloads (`support`: a shared system prompt
+ * dominates; `agentic`: growing histories of tool results dominate; `BENCH_WORKLOAD` picks one).
+ * Reports the prefix-cache hit rate (from the replicas' counters) against the single-replica
+ * upper bound, TTFT p50 and p95, output tokens per second, each replica's share, and the
+ * router's CPU per decision on a 32 KB prompt.
  */
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
 const simCli = here('../../../packages/vllm-sim/dist/cli.js');

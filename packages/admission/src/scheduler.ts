@@ -113,7 +113,16 @@ export class FlowScheduler<T> {
       flow = { id: input.fairnessId, band, items: [], head: 0, live: 0, bytes: 0, deficit: 0, active: false };
       band.flows.set(flow.id, flow);
     }
-    const entry: Entry<T> = { ...input, cost: Math.max(1, input.cost), value, queued: true, flow };
+    const entry: Entry<T> = {
+      fairnessId: input.fairnessId,
+      priority: input.priority,
+      bytes: input.bytes,
+      cost: Math.max(1, input.cost),
+      at: input.at,
+      value,
+      queued: true,
+      flow,
+    };
     flow.items.push(entry);
     flow.live++;
     flow.bytes += input.bytes;

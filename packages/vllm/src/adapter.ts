@@ -174,7 +174,11 @@ export function vllm(options: VllmOptions): VllmAdapter {
       for (const r of replicas) {
         if (!r.available) continue;
         anyAvailable = true;
-        room += r.room;
+        // Summed, not floored per replica: one over its capacity (affinity kept a conversation there) takes room from the pool.
+        const capacity = r.capacity;
+        if (capacity === undefined) room = Infinity;
+        else if (r.room === 0 && r.inFlight < capacity) continue;
+        else room += capacity - r.inFlight;
       }
       // No replica up: full if a capacity was ever known (then requests wait for one to return), else nothing is held.
       if (!anyAvailable) return replicas.some((r) => r.capacity !== undefined) ? 0 : Infinity;

@@ -9,6 +9,8 @@ export function benchGatewayOptions(upstream: string): GatewayOptions {
     rateLimit: {},
     // BENCH_PROMETHEUS=off measures the gateway without its Prometheus meter provider.
     ...(process.env.BENCH_PROMETHEUS === 'off' ? { prometheus: false as const } : {}),
+    // BENCH_ADMISSION=off measures routing without queueing at the gateway.
+    ...(process.env.BENCH_ADMISSION === 'off' ? { admission: false as const } : {}),
     upstream: { health: { intervalMs: 5000, metricsIntervalMs: 500 }, ...(routing ? { routing } : {}) },
   };
 }
