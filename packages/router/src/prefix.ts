@@ -26,6 +26,36 @@ function contentText(content: unknown): string {
   return '';
 }
 
+/**
+ * Block hashes of recent long message texts, by block size, keyed by the text and checked against
+ * the chain hash it started from: a conversation resends its history every turn, so only the new
+ * messages are encoded and hashed. Bounded by entries and by characters held.
+ */
+const MEMO_MIN_CHARS = 512;
+const MEMO_MAX_ENTRIES = 1024;
+const MEMO_MAX_CHARS = 8 * 1024 * 1024;
+/** `complete`: the text was hashed to its end; else its blocks stop where the block budget ran out. */
+const memos = new Map<number, Map<string, { seed: number; blocks: number[]; complete: boolean }>>();
+let memoChars = 0;
+
+function remember(blockWords: number, text: string, seed: number, blocks: number[], complete: boolean): void {
+  let memo = memos.get(blockWords);
+  if (!memo) memos.set(blockWords, (memo = new Map()));
+  const old = memo.get(text);
+  if (old) {
+    memo.delete(text);
+    memoChars -= text.length;
+  }
+  memo.set(text, { seed, blocks, complete });
+  memoChars += text.length;
+  while (memo.size > MEMO_MAX_ENTRIES || memoChars > MEMO_MAX_CHARS) {
+    const oldest = memo.keys().next();
+    if (oldest.done) break;
+    memo.delete(oldest.value);
+    memoChars -= oldest.value.length;
+  }
+}
+
 function seedOf(salt: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < salt.length; i++) h = Math.imul(h ^ salt.charCodeAt(i), 0x01000193);
@@ -45,6 +75,17 @@ export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks:
   // A salt seeds the chain (as vLLM mixes `cache_salt` into its first block), so every block hash differs per partition.
   let hash = salt ? seedOf(salt) : 0;
   const add = (text: string) => {
+    const memoized = text.length >= MEMO_MIN_CHARS;
+    if (memoized) {
+      const hit = memos.get(blockWords)?.get(text);
+      // A text cut by the block budget replays only into a budget no larger than what was hashed.
+      if (hit && hit.seed === hash && (hit.complete || maxBlocks - blocks.length <= hit.blocks.length)) {
+        for (let i = 0; i < hit.blocks.length && blocks.length < maxBlocks; i++) blocks.push((hash = hit.blocks[i]!));
+        return;
+      }
+    }
+    const seed = hash;
+    const first = blocks.length;
     // UTF-8 needs at most 3 bytes per UTF-16 unit; grow the scratch buffer when a message could not fit.
     const need = text.length * 3 + 4;
     if (need > scratch.length) {
@@ -55,10 +96,12 @@ export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks:
     // Zero the tail of the last word so stale bytes never enter a hash.
     for (let i = written; i < ((written + 3) & ~3); i++) scratch[i] = 0;
     const count = (written + 3) >> 2;
-    for (let at = 0; at < count && blocks.length < maxBlocks; at += blockWords) {
+    let at = 0;
+    for (; at < count && blocks.length < maxBlocks; at += blockWords) {
       hash = hashWords(at, Math.min(count, at + blockWords), hash);
       blocks.push(hash);
     }
+    if (memoized) remember(blockWords, text, seed, blocks.slice(first), at >= count);
   };
   if (prompt.tools?.length) add(JSON.stringify(prompt.tools));
   for (const m of prompt.messages ?? []) {

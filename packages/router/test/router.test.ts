@@ -210,3 +210,35 @@ describe('pieces', () => {
     }
   });
 });
+
+describe('prefix blocks of resent history', () => {
+  const long = (tag: string) => `${tag}: ${'the tool returned rows of the warehouse export; '.repeat(60)}`;
+
+  it('a long message hashed before gives the same chain from its remembered blocks, only where the chain before it is the same', () => {
+    const history = [
+      { role: 'system', content: long('system') },
+      { role: 'tool', content: long('result 1') },
+    ];
+    const first = prefixBlocks({ messages: history }, 128, 1024);
+    // The next turn resends the history as new strings (a fresh JSON.parse), plus a new message.
+    const resent = JSON.parse(JSON.stringify(history)) as typeof history;
+    const next = prefixBlocks({ messages: [...resent, { role: 'tool', content: long('result 2') }] }, 128, 1024);
+    expect(next.slice(0, first.length)).toEqual(first);
+    expect(next.length).toBeGreaterThan(first.length);
+    // The same text after a different prefix, or in another partition, chains differently.
+    const moved = prefixBlocks({ messages: [{ role: 'system', content: 'other' }, ...resent] }, 128, 1024);
+    expect(moved.slice(1)).not.toContain(first[first.length - 1]);
+    const salted = prefixBlocks({ messages: resent }, 128, 1024, 'tenant-b');
+    expect(salted.some((b) => first.includes(b))).toBe(false);
+    // A smaller block budget cuts the remembered chain where a fresh hash would stop.
+    expect(prefixBlocks({ messages: resent }, 128, 5)).toEqual(first.slice(0, 5));
+    // A text first cut by a small budget is hashed again, in full, under a larger one.
+    const cutFirst = prefixBlocks({ messages: [{ role: 'tool', content: long('cut') }] }, 128, 3);
+    const full = prefixBlocks({ messages: [{ role: 'tool', content: long('cut') }] }, 128, 1024);
+    expect(cutFirst).toHaveLength(3);
+    expect(full.length).toBeGreaterThan(3);
+    expect(full.slice(0, 3)).toEqual(cutFirst);
+    // Other block sizes keep their own chains.
+    expect(prefixBlocks({ messages: resent }, 64, 1024)).not.toEqual(first);
+  });
+});
