@@ -33,7 +33,7 @@ function contentText(content: unknown): string {
  */
 const MEMO_MIN_CHARS = 512;
 const MEMO_MAX_ENTRIES = 1024;
-const MEMO_MAX_CHARS = 8 * 1024 * 1024;
+const MEMO_MAX_CHARS = 2 * 1024 * 1024;
 /** `complete`: the text was hashed to its end; else its blocks stop where the block budget ran out. */
 const memos = new Map<number, Map<string, { seed: number; blocks: number[]; complete: boolean }>>();
 let memoChars = 0;
