@@ -40,7 +40,10 @@ let memoChars = 0;
 
 function remember(blockWords: number, text: string, seed: number, blocks: number[], complete: boolean): void {
   let memo = memos.get(blockWords);
-  if (!memo) memos.set(blockWords, (memo = new Map()));
+  if (!memo) {
+    memo = new Map<string, { seed: number; blocks: number[]; complete: boolean }>();
+    memos.set(blockWords, memo);
+  }
   const old = memo.get(text);
   if (old) {
     memo.delete(text);
