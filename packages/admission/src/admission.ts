@@ -136,7 +136,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     next();
   };
 
-  const refuse = (res: Waiting['res'], ctx: RequestContext, why: 'sheddable' | Refusal | 'timeout', priority: number) => {
+  const refuse = (res: Waiting['res'], ctx: RequestContext, why: 'sheddable' | 'pool_down' | Refusal | 'timeout', priority: number) => {
     const seconds = retryAfter(scheduler.ahead(priority));
     recordEvent(ctx, 'tera.admission.refused', { 'tera.reason': why, 'tera.priority': priority });
     if (pool.down())
@@ -211,7 +211,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     // takes minutes), so the answer is at once; requests already queued keep their wait limit.
     if (pool.down()) {
       if (options.overflow) return overflow(ctx, res, go, undefined, 'pool_down');
-      return refuse(res, ctx, 'sheddable', priority);
+      return refuse(res, ctx, 'pool_down', priority);
     }
     if (priority < 0) {
       if (options.overflow) return overflow(ctx, res, go, undefined, 'sheddable');
