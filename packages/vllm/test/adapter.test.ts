@@ -33,7 +33,8 @@ describe('routing and retries', () => {
   it('spreads concurrent load by requests in flight', async () => {
     const replicas = await sims(3, ['--itl-ms', '10']);
     const gw = await gateway({ replicas: replicas.map((s) => s.url), health: fast, routing: 'least-request' });
-    await gw.upstream.ready();
+    // ready() resolves with the first warm replica; spreading needs all three.
+    await until(() => gw.upstream.replicas().every((r) => r.state === 'ready'), 10_000, 'all ready');
     const streams = await Promise.all(
       Array.from({ length: 9 }, () => gw.client.chat.completions.create({ model, messages, stream: true, max_tokens: 30 })),
     );
