@@ -1,4 +1,5 @@
-// Summarizes a V8 .cpuprofile (from `node --cpu-prof`): self time by function and by file, top N.
+// Summarizes a V8 .cpuprofile (from `node --cpu-prof`): self time by function and by file, and
+// inclusive time by function (a sample counts once per function on its stack), top N.
 // Usage: node scripts/cpuprofile-top.mjs <file.cpuprofile> [N]
 import { readFileSync } from 'node:fs';
 
@@ -31,5 +32,19 @@ const show = (title, map) => {
   for (const [k, us] of [...map].sort((a, b) => b[1] - a[1]).slice(0, Number(n)))
     console.log(`${((100 * us) / total).toFixed(1).padStart(5)}%  ${k}`);
 };
+const parentOf = new Map();
+for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+const keyOf = (node) => {
+  const { callFrame } = node;
+  const where = callFrame.url.replace(/^.*node_modules\/(\.pnpm\/)?/, '').replace(/^file:\/\/.*\/packages\//, 'packages/');
+  return `${callFrame.functionName || '(anonymous)'} ${where}:${callFrame.lineNumber + 1}`;
+};
+const inclusive = new Map();
+for (const [id, us] of self) {
+  const seen = new Set();
+  for (let at = id; at !== undefined; at = parentOf.get(at)) seen.add(keyOf(byId.get(at)));
+  for (const key of seen) inclusive.set(key, (inclusive.get(key) ?? 0) + us);
+}
 show('self time by file', byFile);
 show('self time by function', byFunction);
+if (process.env.INCLUSIVE) show('inclusive time by function', inclusive);

@@ -49,6 +49,9 @@ export {
   applyCompletionTransforms,
   applyChunkTransforms,
   applyEndTransforms,
+  markChanged,
+  isChanged,
+  transformsMarkChanges,
   type ChatTransform,
 } from './transform.js';
 export {
@@ -56,6 +59,8 @@ export {
   SSE_DONE,
   DEFAULT_MAX_EVENT_BYTES,
   encodeChunk,
+  encodeRawChunk,
+  withoutUsageMember,
   encodeErrorEvent,
   createUpstreamSSEDecoder,
   type UpstreamSSEDecoder,

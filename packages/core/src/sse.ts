@@ -16,6 +16,35 @@ export function encodeChunk(chunk: ChatCompletionChunk): string {
   return `data: ${JSON.stringify(chunk)}\n\n`;
 }
 
+/** An unedited upstream chunk, as the upstream's own JSON text. */
+export const encodeRawChunk = (data: string): string => `data: ${data}\n\n`;
+
+const USAGE_MEMBER = ',"usage":';
+const USAGE_VALUE = /^(?:null|\{[\w":,{}. +-]*\})$/;
+
+/**
+ * The chunk's JSON text without its top-level `usage` member, for streams where the gateway
+ * asked vLLM for usage on every chunk and the caller did not. vLLM writes compact JSON with
+ * `usage` last; anything else (a string value after it, unbalanced braces) answers undefined
+ * and the chunk is serialized instead. An unescaped `,"usage":` cannot occur inside a string.
+ */
+export function withoutUsageMember(data: string): string | undefined {
+  const at = data.lastIndexOf(USAGE_MEMBER);
+  if (at < 0 || data.charCodeAt(data.length - 1) !== 125 /* } */) return undefined;
+  const value = data.slice(at + USAGE_MEMBER.length, -1);
+  if (!USAGE_VALUE.test(value)) return undefined;
+  let depth = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 123) depth++;
+    // The value's braces close only at its end: `{..},"next":{..}` is two members, not one.
+    else if (c === 125 && --depth === 0 && i !== value.length - 1) return undefined;
+    if (depth < 0) return undefined;
+  }
+  if (depth !== 0) return undefined;
+  return `${data.slice(0, at)}}`;
+}
+
 export function encodeErrorEvent(body: ErrorBody): string {
   return `data: ${JSON.stringify(body)}\n\n`;
 }

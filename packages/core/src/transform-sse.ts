@@ -2,9 +2,9 @@ import type { RequestContext } from './context.js';
 import type { ErrorBody } from './errors.js';
 import { createContext } from './context.js';
 import { toPublicUpstreamError } from './upstream-errors.js';
-import { SSE_DONE, createUpstreamSSEDecoder, encodeChunk, encodeErrorEvent } from './sse.js';
+import { SSE_DONE, createUpstreamSSEDecoder, encodeChunk, encodeErrorEvent, encodeRawChunk } from './sse.js';
 import type { ChatCompletionChunk } from './schema.js';
-import { applyChunkTransforms, applyEndTransforms, type ChatTransform } from './transform.js';
+import { applyChunkTransforms, applyEndTransforms, isChanged, transformsMarkChanges, type ChatTransform } from './transform.js';
 
 const encoder = new TextEncoder();
 
@@ -29,13 +29,17 @@ export function transformSSE(
       const emitChunks = (chunks: ChatCompletionChunk[]) => {
         for (const c of chunks) emit(encode(c));
       };
+      // Chunks no transform edited leave as the upstream's bytes.
+      const keepBytes = !output && transformsMarkChanges(transforms);
       const emitError = (body: ErrorBody) => emit(output ? output.error(body, ctx) : encodeErrorEvent(body));
       let outcome: 'done' | 'error' | undefined;
       let tail: Promise<string> | undefined;
       const decoder = createUpstreamSSEDecoder({
-        onChunk(chunk) {
+        onChunk(chunk, data) {
           if (chunk.usage) ctx.usage = chunk.usage;
-          emitChunks(applyChunkTransforms(chunk, transforms, ctx));
+          const out = applyChunkTransforms(chunk, transforms, ctx);
+          if (keepBytes && out.length === 1 && out[0] === chunk && !isChanged(chunk)) emit(encodeRawChunk(data));
+          else emitChunks(out);
         },
         onDone() {
           outcome = 'done';

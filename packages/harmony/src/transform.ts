@@ -8,6 +8,7 @@ import {
   type Middleware,
   type RequestContext,
   deriveChunk,
+  markChanged,
   newToolCallId,
   type ReasoningFields,
 } from '@tera-gw/core';
@@ -92,6 +93,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
 
   return {
     name: 'harmony',
+    marksChanges: true,
     completion(body: ChatCompletion, ctx) {
       for (const choice of body.choices) {
         const message = choice.message as ChatCompletion['choices'][number]['message'] & ReasoningFields;
@@ -144,11 +146,22 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       const delta = choice.delta as ChatCompletionChunk['choices'][number]['delta'] & ReasoningFields;
       for (const call of delta.tool_calls ?? []) {
         if (call.index >= nextToolIndex) nextToolIndex = call.index + 1;
-        if (call.function?.name) call.function.name = repairName(call.function.name, declared, nameRepairs);
+        const name = call.function?.name;
+        if (!name) continue;
+        const repaired = repairName(name, declared, nameRepairs);
+        if (repaired !== name) {
+          call.function!.name = repaired;
+          markChanged(chunk);
+        }
       }
       for (const field of ['reasoning', 'reasoning_content'] as const) {
         const value = delta[field];
-        if (typeof value === 'string' && value) delta[field] = reasoningStrippers[field].feed(value);
+        if (typeof value !== 'string' || !value) continue;
+        const clean = reasoningStrippers[field].feed(value);
+        if (clean !== value) {
+          delta[field] = clean;
+          markChanged(chunk);
+        }
       }
       const content = delta.content;
       const finishing = choice.finish_reason != null;
@@ -157,6 +170,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
         if (nameRepairs.length) report(ctx);
         return [chunk];
       }
+      markChanged(chunk);
       const pieces: Piece[] = [];
       if (typeof content === 'string' && content) machine.feed(content, pieces);
       if (finishing) machine.end(pieces);

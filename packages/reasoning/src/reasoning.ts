@@ -1,5 +1,6 @@
 import {
   context,
+  markChanged,
   type ChatCompletion,
   type ChatCompletionChunk,
   type ChatCompletionRequest,
@@ -43,6 +44,7 @@ export function reasoningTransform(options: ReasoningOptions = {}): ChatTransfor
   const upstreamField = options.upstreamField ?? 'reasoning';
   return {
     name: 'reasoning',
+    marksChanges: true,
     request(body: ChatCompletionRequest) {
       for (const m of body.messages) {
         if (m.role !== 'assistant' || (m.reasoning == null && m.reasoning_content == null)) continue;
@@ -64,6 +66,9 @@ export function reasoningTransform(options: ReasoningOptions = {}): ChatTransfor
       for (const choice of chunk.choices) {
         const delta = choice.delta as ReasoningFields;
         if (delta.reasoning == null && delta.reasoning_content == null) continue;
+        // Already in the field the caller reads (vLLM 0.17+, default output): nothing to move.
+        if (output === 'reasoning' && delta.reasoning_content === undefined) continue;
+        markChanged(chunk);
         const text = takeReasoning(delta);
         if (text !== undefined && output !== 'none') place(delta, text, output);
       }

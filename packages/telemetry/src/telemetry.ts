@@ -82,6 +82,7 @@ function contentRecorder(): ChatTransform & { text(): string } {
   let text = '';
   return {
     name: 'telemetry-content',
+    marksChanges: true,
     completion(body) {
       text = body.choices[0]?.message.content ?? '';
       return body;

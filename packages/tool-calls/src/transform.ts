@@ -1,4 +1,5 @@
 import {
+  markChanged,
   TeraError,
   context,
   type AssembledToolCall,
@@ -115,6 +116,8 @@ export function toolCallsTransform(
 
   return {
     name: 'tool-calls',
+    // Chunks with tool-call deltas are rebuilt (new objects); an upstream chunk is edited only for its finish reason.
+    marksChanges: true,
     completion(body: ChatCompletion, ctx) {
       for (const choice of body.choices) {
         const list = choice.message.tool_calls;
@@ -175,7 +178,10 @@ export function toolCallsTransform(
           }
         }
         if (!deltas?.length) {
-          choice.finish_reason = finish;
+          if (choice.finish_reason !== finish) {
+            markChanged(chunk);
+            choice.finish_reason = finish;
+          }
           out.push(chunk);
         } else {
           out.push(derive(chunk, choice, {}, finish));

@@ -9,6 +9,10 @@ import {
   applyEndTransforms,
   createUpstreamSSEDecoder,
   encodeChunk,
+  encodeRawChunk,
+  isChanged,
+  transformsMarkChanges,
+  withoutUsageMember,
   encodeErrorEvent,
   recordEvent,
   sendJSON,
@@ -146,6 +150,8 @@ export function relayStream(
     !ctx.requestedModel &&
     caller.continuousUsage &&
     !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
+  // Chunks no transform edited leave as the upstream's bytes (usage member cut when the caller did not ask for it).
+  const keepBytes = !output && !ctx.requestedModel && transformsMarkChanges(transforms);
   const meter = new UsageMeter();
   const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
   const outcome = ctx.upstream!;
@@ -175,7 +181,8 @@ export function relayStream(
       }
       // The gateway asks for usage on every chunk (to bill aborted streams exactly); the caller sees it only if it
       // asked too. Set to undefined rather than deleted: JSON.stringify drops it, and the object keeps its shape.
-      if (chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage) chunk.usage = undefined;
+      const cutUsage = !!chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage;
+      if (cutUsage) chunk.usage = undefined;
       if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
       else
         for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
@@ -189,6 +196,14 @@ export function relayStream(
             }
           }
           if (ctx.requestedModel) c.model = ctx.requestedModel;
+          // A usage-only chunk is never kept: the meter adds its reasoning count.
+          if (keepBytes && c === chunk && data !== undefined && c.choices.length > 0 && !isChanged(c)) {
+            const kept = cutUsage ? withoutUsageMember(data) : data;
+            if (kept !== undefined) {
+              pending += encodeRawChunk(kept);
+              continue;
+            }
+          }
           pending += encode(c);
         }
       // The first event goes out at once (time to first token); later ones are written once per upstream read.

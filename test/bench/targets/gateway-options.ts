@@ -11,6 +11,13 @@ export function benchGatewayOptions(upstream: string): GatewayOptions {
     ...(process.env.BENCH_PROMETHEUS === 'off' ? { prometheus: false as const } : {}),
     // BENCH_ADMISSION=off measures routing without queueing at the gateway.
     ...(process.env.BENCH_ADMISSION === 'off' ? { admission: false as const } : {}),
+    // BENCH_OFF=harmony,reasoning,... turns those options off, to measure what each stage costs.
+    ...Object.fromEntries(
+      (process.env.BENCH_OFF ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((name) => [name, false]),
+    ),
     upstream: { health: { intervalMs: 5000, metricsIntervalMs: 500 }, ...(routing ? { routing } : {}) },
   };
 }
