@@ -165,12 +165,11 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       }
       const content = delta.content;
       const finishing = choice.finish_reason != null;
-      // The fast path: no leak being read, nothing held, no marker in sight.
-      if (machine.idle && !finishing && (typeof content !== 'string' || content.indexOf('<') === -1)) {
+      // The fast path: no content to read (reasoning, tool calls) or no leak being read, nothing held, no marker in sight.
+      if (!finishing && (typeof content !== 'string' || (machine.idle && content.indexOf('<') === -1))) {
         if (nameRepairs.length) report(ctx);
         return [chunk];
       }
-      markChanged(chunk);
       const pieces: Piece[] = [];
       if (typeof content === 'string' && content) machine.feed(content, pieces);
       if (finishing) machine.end(pieces);
@@ -179,10 +178,14 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       if (typeof content === 'string') {
         const first = pieces[0];
         if (first && first.kind === 'content') {
-          delta.content = first.text;
+          if (first.text !== content) {
+            delta.content = first.text;
+            markChanged(chunk);
+          }
           pieces.shift();
         } else if (content) {
           delete delta.content;
+          markChanged(chunk);
         }
       }
       const extra = chunksFor(pieces, chunk, choice.index);
@@ -190,6 +193,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
         // Finish after everything the machine flushed.
         const finish = choice.finish_reason!;
         choice.finish_reason = null;
+        markChanged(chunk);
         const last = {
           ...chunk,
           choices: [
