@@ -37,9 +37,8 @@ export function transformSSE(
       const decoder = createUpstreamSSEDecoder({
         onChunk(chunk, data) {
           if (chunk.usage) ctx.usage = chunk.usage;
-          const out = applyChunkTransforms(chunk, transforms, ctx);
-          if (keepBytes && out.length === 1 && out[0] === chunk && !isChanged(chunk)) emit(encodeRawChunk(data));
-          else emitChunks(out);
+          for (const c of applyChunkTransforms(chunk, transforms, ctx))
+            emit(keepBytes && c === chunk && !isChanged(c) ? encodeRawChunk(data) : encode(c));
         },
         onDone() {
           outcome = 'done';

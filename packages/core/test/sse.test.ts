@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createContext, transformSSE, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
+import { createContext, transformSSE, withoutUsageMember, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk => ({
   id: 'chatcmpl-1',
@@ -94,5 +94,32 @@ describe('transformSSE', () => {
     expect(last.error.code).toBe(code);
     expect(out).not.toContain('[DONE]');
     expect(events.filter((e) => e.includes('"error"'))).toHaveLength(1);
+  });
+});
+
+describe('withoutUsageMember', () => {
+  const head =
+    '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":"hi"},"logprobs":null,"finish_reason":null}]';
+  it.each([
+    ['flat usage', `${head},"usage":{"prompt_tokens":5,"total_tokens":6,"completion_tokens":1}}`],
+    [
+      'usage with details',
+      `${head},"usage":{"prompt_tokens":5,"total_tokens":6,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":0}}}`,
+    ],
+    ['null usage', `${head},"usage":null}`],
+  ])('cuts %s to the chunk without it', (_name, data) => {
+    const cut = withoutUsageMember(data)!;
+    expect(cut).toBe(`${head}}`);
+    const { usage: _usage, ...rest } = JSON.parse(data) as Record<string, unknown>;
+    expect(JSON.parse(cut)).toEqual(rest);
+  });
+  it.each([
+    ['no usage', `${head}}`],
+    ['a member after usage', `${head},"usage":{"prompt_tokens":5},"extra":{"a":1}}`],
+    ['a string member after usage', `${head},"usage":{"prompt_tokens":5},"note":"x"}`],
+    ['usage nested in another member', `${head},"kv":{"x":1,"usage":{"a":1}}}`],
+    ['the text ,"usage": inside content', '{"choices":[{"delta":{"content":"a,\\"usage\\":{}"}}]}'],
+  ])('leaves %s to serialization (undefined)', (_name, data) => {
+    expect(withoutUsageMember(data)).toBeUndefined();
   });
 });

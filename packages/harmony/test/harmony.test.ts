@@ -239,3 +239,37 @@ describe('text the reasoning strippers hold back at the end of a stream', () => 
     expect(run(field)).toBe('Compare a <|en');
   });
 });
+
+describe('upstream bytes of chunks the repair leaves alone', () => {
+  const run = async (chunks: ChatCompletionChunk[], transforms = [harmonyTransform(request)]) => {
+    // The upstream escapes non-ASCII: a chunk serialized again would read "é", a kept one "\u00e9".
+    const text = chunks.map((c) => `data: ${JSON.stringify(c).replaceAll('é', '\\u00e9')}\n\n`).join('') + 'data: [DONE]\n\n';
+    const source = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode(text)), c.close()) });
+    const out = await new Response(transformSSE(source, transforms, createContext())).text();
+    return sseData(out).filter((d) => d !== '[DONE]');
+  };
+
+  it('are kept; a repaired tool name, a finish moved after flushed text and stripped tokens are serialized', async () => {
+    const out = await run([
+      chunk({ role: 'assistant', content: '' }),
+      chunk({ reasoning: 'Café?' }),
+      chunk({ reasoning: 'Café<|end|>' }),
+      chunk({ content: 'Café ' }),
+      chunk({ content: 'au lait' }),
+      chunk({
+        tool_calls: [{ index: 0, id: 'chatcmpl-tool-x', type: 'function', function: { name: 'functions.get_weather', arguments: '' } }],
+      }),
+      chunk({ content: ' done' }, 'stop'),
+    ]);
+    const upstream = (delta: Record<string, unknown>) => JSON.stringify(chunk(delta)).replace('é', '\\u00e9');
+    expect(out.filter((d) => d.includes('\\u00e9'))).toEqual([upstream({ reasoning: 'Café?' }), upstream({ content: 'Café ' })]);
+    const parsed = out.map((d) => JSON.parse(d) as ChatCompletionChunk);
+    const result = accumulateChunks(parsed);
+    expect(result.choices[0]!.message.reasoning).toBe('Café?Café');
+    expect(result.choices[0]!.message.content).toBe('Café au lait done');
+    expect(result.choices[0]!.message.tool_calls?.[0]?.function.name).toBe('get_weather');
+    // One finish, last: the upstream's finish chunk carried text, and its finish moved to a chunk of its own.
+    expect(parsed.filter((c) => c.choices[0]?.finish_reason != null).length).toBe(1);
+    expect(parsed.at(-1)!.choices[0]!.finish_reason).toBe('stop');
+  });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createContext, type ChatCompletion, type ChatCompletionChunk, type ChatCompletionRequest } from '@tera-gw/core';
+import { createContext, transformSSE, type ChatCompletion, type ChatCompletionChunk, type ChatCompletionRequest } from '@tera-gw/core';
 import { reasoningTransform } from '../src/index.js';
 
 const ctx = createContext();
@@ -73,5 +73,27 @@ describe('request side', () => {
     expect(old.messages[2]).toEqual({ role: 'assistant', content: 'b', reasoning_content: 'thought 2' });
     const dropped = reasoningTransform({ upstreamField: 'drop' }).request!(body(), ctx);
     expect(dropped.messages[1]).toEqual({ role: 'assistant', content: 'a' });
+  });
+});
+
+describe('through transformSSE', () => {
+  const run = async (data: string[]) => {
+    const text = data.map((d) => `data: ${d}\n\n`).join('') + 'data: [DONE]\n\n';
+    const source = new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(new TextEncoder().encode(text)), c.close()) });
+    const out = await new Response(transformSSE(source, [reasoningTransform()], createContext())).text();
+    return out
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => e.slice(6));
+  };
+  it('a delta already in `reasoning` leaves as the upstream wrote it; `reasoning_content` is moved', async () => {
+    // \u00e9 and the spacing are the upstream's: serializing again would change them.
+    const kept =
+      '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning":"caf\\u00e9"},"logprobs":null,"finish_reason":null}]}';
+    const legacy =
+      '{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning_content":"caf\\u00e9"},"logprobs":null,"finish_reason":null}]}';
+    const [first, second] = await run([kept, legacy]);
+    expect(first).toBe(kept);
+    expect(JSON.parse(second!).choices[0].delta).toEqual({ reasoning: 'café' });
   });
 });
