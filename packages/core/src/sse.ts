@@ -49,71 +49,6 @@ export function encodeErrorEvent(body: ErrorBody): string {
   return `data: ${JSON.stringify(body)}\n\n`;
 }
 
-const CHOICES_MEMBER = ',"choices":[';
-const USAGE_AFTER_CHOICES = '],"usage":';
-
-/**
- * Parses a stream's chunks without parsing again what every chunk repeats. vLLM's chunks of
- * one stream share their text up to the choices (`{"id":…,"object":…,"created":…,"model":…,
- * "choices":[`); only the one choice and the usage differ. After one full parse, a chunk that
- * starts with that same text is read by parsing just its choice and its usage, under half
- * the bytes. Anything else (several choices, a member after usage, an error) is parsed whole,
- * and a stream that does not fit stops trying after the first miss.
- */
-class ChunkReader {
-  private head: string | undefined;
-  private headValues: Record<string, unknown> | undefined;
-  private off = false;
-
-  learn(data: string, chunk: ChatCompletionChunk): void {
-    if (this.off || this.head !== undefined || chunk.choices.length !== 1) return;
-    const at = data.indexOf(CHOICES_MEMBER);
-    if (at < 0) return;
-    try {
-      const values: unknown = JSON.parse(`${data.slice(0, at)}}`);
-      if (typeof values !== 'object' || values === null || 'choices' in values) return;
-      // Shared by every chunk read after: only values no transform can edit in place.
-      if (Object.values(values).some((v) => typeof v === 'object' && v !== null)) return;
-      this.head = data.slice(0, at + CHOICES_MEMBER.length);
-      this.headValues = values as Record<string, unknown>;
-    } catch {
-      this.off = true;
-    }
-  }
-
-  read(data: string): ChatCompletionChunk | undefined {
-    const head = this.head;
-    if (head === undefined || this.off || !data.startsWith(head)) return undefined;
-    const last = data.length - 1;
-    if (data.charCodeAt(last) !== 125 /* } */) return undefined;
-    // A proper prefix of a JSON object never parses, so a wrong split below fails instead of misreading.
-    const usageAt = data.lastIndexOf(USAGE_AFTER_CHOICES);
-    try {
-      let usage: unknown;
-      let choicesEnd: number;
-      if (usageAt > head.length) {
-        usage = JSON.parse(data.slice(usageAt + USAGE_AFTER_CHOICES.length, last));
-        choicesEnd = usageAt;
-      } else if (data.charCodeAt(last - 1) === 93 /* ] */) {
-        choicesEnd = last - 1;
-      } else {
-        return undefined;
-      }
-      const choice: unknown = JSON.parse(data.slice(head.length, choicesEnd));
-      if (typeof choice !== 'object' || choice === null || Array.isArray(choice)) {
-        this.off = true;
-        return undefined;
-      }
-      const chunk = { ...this.headValues, choices: [choice] } as unknown as ChatCompletionChunk;
-      if (usage !== undefined) chunk.usage = usage as ChatCompletionChunk['usage'];
-      return chunk;
-    } catch {
-      this.off = true;
-      return undefined;
-    }
-  }
-}
-
 export interface UpstreamSSEHandlers {
   /** A parsed `chat.completion.chunk`; `data` is its original JSON text. */
   onChunk(chunk: ChatCompletionChunk, data: string): void;
@@ -141,7 +76,6 @@ export const DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024;
  */
 export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options: { maxEventBytes?: number } = {}): UpstreamSSEDecoder {
   const decoder = new TextDecoder('utf-8');
-  const reader = new ChunkReader();
   let finished = false;
   const parser: EventSourceParser = createParser({
     maxBufferSize: options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
@@ -151,11 +85,6 @@ export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options:
       if (data === '[DONE]') {
         finished = true;
         handlers.onDone();
-        return;
-      }
-      const fast = reader.read(data);
-      if (fast) {
-        handlers.onChunk(fast, data);
         return;
       }
       let parsed: unknown;
@@ -182,7 +111,6 @@ export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options:
         handlers.onMalformed('upstream sent an SSE event without `choices`');
         return;
       }
-      reader.learn(data, parsed as ChatCompletionChunk);
       handlers.onChunk(parsed as ChatCompletionChunk, data);
     },
     onError(error) {

@@ -1,12 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import {
-  createContext,
-  createUpstreamSSEDecoder,
-  transformSSE,
-  withoutUsageMember,
-  type ChatCompletionChunk,
-  type ChatTransform,
-} from '../src/index.js';
+import { createContext, transformSSE, withoutUsageMember, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk => ({
   id: 'chatcmpl-1',
@@ -128,46 +121,5 @@ describe('withoutUsageMember', () => {
     ['the text ,"usage": inside content', '{"choices":[{"delta":{"content":"a,\\"usage\\":{}"}}]}'],
   ])('leaves %s to serialization (undefined)', (_name, data) => {
     expect(withoutUsageMember(data)).toBeUndefined();
-  });
-});
-
-describe('createUpstreamSSEDecoder reads a stream’s chunks as JSON.parse would', () => {
-  const head = (id = 'chatcmpl-1') => `{"id":"${id}","object":"chat.completion.chunk","created":1,"model":"m","choices":[`;
-  const usage = (n: number) => `,"usage":{"prompt_tokens":5,"total_tokens":${5 + n},"completion_tokens":${n}}`;
-  const events = [
-    `${head()}{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usage(0)}}`,
-    `${head()}{"index":0,"delta":{"reasoning":"a ],\\"usage\\":{} b"},"logprobs":null,"finish_reason":null}]${usage(1)}}`,
-    `${head()}{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":null}]}`,
-    `${head()}{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":[1]}"}}]},"logprobs":null,"finish_reason":null}]${usage(2)}}`,
-    `${head('chatcmpl-2')}{"index":0,"delta":{"content":"y"},"logprobs":null,"finish_reason":null}]}`,
-    `${head('chatcmpl-2')}{"index":0,"delta":{"content":"z"},"logprobs":null,"finish_reason":null},{"index":1,"delta":{"content":"w"},"logprobs":null,"finish_reason":null}]}`,
-    `${head('chatcmpl-2')}{"index":0,"delta":{"content":"v"},"logprobs":null,"finish_reason":null}]${usage(4)}}`,
-    `${head()}]${usage(5)}}`,
-    `${head()}{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop","stop_reason":null}]${usage(3)},"extra":1}`,
-  ];
-  it('values and key order, whatever the chunk holds', () => {
-    const seen: string[] = [];
-    const decoder = createUpstreamSSEDecoder({
-      onChunk: (chunk, data) => {
-        expect(data).toBe(events[seen.length]);
-        seen.push(JSON.stringify(chunk));
-      },
-      onDone: () => undefined,
-      onUpstreamError: () => expect.fail('no error'),
-      onMalformed: (reason) => expect.fail(reason),
-    });
-    decoder.feed(events.map((e) => `data: ${e}\n\n`).join(''));
-    expect(seen).toEqual(events.map((e) => JSON.stringify(JSON.parse(e))));
-  });
-  it('an error event after chunks is still an error', () => {
-    const errors: unknown[] = [];
-    const decoder = createUpstreamSSEDecoder({
-      onChunk: () => undefined,
-      onDone: () => undefined,
-      onUpstreamError: (body) => errors.push(body),
-      onMalformed: (reason) => expect.fail(reason),
-    });
-    decoder.feed(`data: ${events[0]}\n\ndata: ${events[2]}\n\ndata: {"error":{"message":"boom","code":500}}\n\n`);
-    expect(errors).toEqual([{ error: { message: 'boom', code: 500 } }]);
   });
 });
