@@ -75,7 +75,8 @@ export const DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024;
  * Comments, `event:` names and ids are ignored, as OpenAI's clients do.
  */
 export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options: { maxEventBytes?: number } = {}): UpstreamSSEDecoder {
-  const decoder = new TextDecoder('utf-8');
+  // Made on the first bytes fed: a caller that feeds strings (a stream with setEncoding) never pays for one per stream.
+  let decoder: InstanceType<typeof TextDecoder> | undefined;
   let finished = false;
   const parser: EventSourceParser = createParser({
     maxBufferSize: options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
@@ -122,11 +123,11 @@ export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options:
   return {
     feed(bytes) {
       if (finished) return;
-      parser.feed(typeof bytes === 'string' ? bytes : decoder.decode(bytes, { stream: true }));
+      parser.feed(typeof bytes === 'string' ? bytes : (decoder ??= new TextDecoder('utf-8')).decode(bytes, { stream: true }));
     },
     end() {
       if (finished) return;
-      const rest = decoder.decode();
+      const rest = decoder?.decode();
       if (rest) parser.feed(rest);
       // An event cut off before its closing blank line is still dispatched: the stream is judged by all it said.
       parser.reset({ consume: true });

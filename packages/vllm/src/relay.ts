@@ -353,10 +353,12 @@ export function relayStream(
       else idle = setTimeout(() => replicaFault(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
     };
     armIdle();
-    response.on('data', (bytes: Buffer) => {
+    // Node's string decoder (multibyte characters split across reads included) instead of a TextDecoder per stream.
+    response.setEncoding('utf8');
+    response.on('data', (text: string) => {
       if (settled) return;
       armIdle();
-      decoder.feed(bytes);
+      decoder.feed(text);
       flush();
     });
     response.once('end', () => {
