@@ -32,7 +32,7 @@ function responsesOutput(ctx: RequestContext): void {
 }
 
 const variants: Array<[string, () => ChatTransform[], ((ctx: RequestContext) => void)?]> = [
-  ['parse + serialize only', () => []],
+  ['parse, no transform', () => []],
   ['harmony', () => [harmonyTransform(request)]],
   ['reasoning', () => [reasoningTransform()]],
   ['tool-calls', () => [toolCallsTransform(request)]],
@@ -84,9 +84,9 @@ for (let r = 0; r < rounds; r++) {
   for (let i = 0; i < 20; i++) for (const c of chunks) new TextDecoder().decode(c);
   decodeTimes.push(Number(process.hrtime.bigint() - start) / 1000 / 20 / 1000);
 }
-const base = median(perEvent['parse + serialize only']!);
+const base = median(perEvent['parse, no transform']!);
 console.log(`\nCPU per streamed event (1,000-event gpt-oss stream: reasoning, content, a tool call), median of ${rounds} rounds`);
-console.log('variant                      us/event  added over parse+serialize  first output event (us)');
+console.log('variant                      us/event  added over no transform  first output event (us)');
 console.log(`${'bytes decoded only'.padEnd(28)} ${median(decodeTimes).toFixed(3).padStart(8)}`);
 for (const [name] of variants) {
   const v = median(perEvent[name]!);
