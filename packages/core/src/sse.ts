@@ -49,86 +49,6 @@ export function encodeErrorEvent(body: ErrorBody): string {
   return `data: ${JSON.stringify(body)}\n\n`;
 }
 
-const CHOICES_MEMBER = ',"choices":[';
-const DELTA_START = '{"index":0,"delta":{"';
-const DELTA_END = '"},"logprobs":null,"finish_reason":null}]';
-const USAGE_AFTER_CHOICES = '],"usage":';
-const PLAIN_USAGE = /^\{"prompt_tokens":(\d+),"total_tokens":(\d+),"completion_tokens":(\d+)\}$/;
-// eslint-disable-next-line no-control-regex -- control characters are what must not pass undecoded
-const NEEDS_DECODING = /["\\\u0000-\u001f]/;
-const TEXT_FIELDS: ReadonlySet<string> = new Set(['content', 'reasoning', 'reasoning_content']);
-
-/**
- * Reads the chunks that make up nearly all of a stream, one text delta each, without
- * `JSON.parse` of the whole chunk (the largest CPU cost of a streamed event). vLLM writes them
- * compactly and identically but for the text and the usage numbers:
- * `<head>{"index":0,"delta":{"<content|reasoning>":"<text>"},"logprobs":null,"finish_reason":null}]<,"usage":{…}>}`,
- * where `<head>` (id, object, created, model) is the same in every chunk of a stream and is
- * learned from the first one, parsed whole. The result has the same values and key order as
- * `JSON.parse`; anything else (a role, tool calls, a finish, several choices, an error, other
- * spacing) answers undefined and is parsed whole.
- */
-class TextDeltaReader {
-  private head: string | undefined;
-  private headValues: Array<[string, unknown]> = [];
-
-  learn(data: string, chunk: ChatCompletionChunk): void {
-    if (this.head !== undefined || chunk.choices.length !== 1) return;
-    const at = data.indexOf(CHOICES_MEMBER);
-    if (at < 0) return;
-    let values: unknown;
-    try {
-      values = JSON.parse(`${data.slice(0, at)}}`);
-    } catch {
-      return;
-    }
-    if (typeof values !== 'object' || values === null || 'choices' in values) return;
-    const entries = Object.entries(values);
-    // Copied into every chunk read after: only values a transform cannot edit in place.
-    if (entries.some(([, v]) => typeof v === 'object' && v !== null)) return;
-    this.head = data.slice(0, at + CHOICES_MEMBER.length);
-    this.headValues = entries;
-  }
-
-  read(data: string): ChatCompletionChunk | undefined {
-    const head = this.head;
-    if (head === undefined || !data.startsWith(head) || !data.startsWith(DELTA_START, head.length)) return undefined;
-    const last = data.length - 1;
-    if (data.charCodeAt(last) !== 125 /* } */) return undefined;
-    let usage: unknown;
-    let choicesEnd = data.lastIndexOf(USAGE_AFTER_CHOICES);
-    if (choicesEnd > head.length) {
-      const text = data.slice(choicesEnd + USAGE_AFTER_CHOICES.length, last);
-      const plain = PLAIN_USAGE.exec(text);
-      if (!plain) return undefined;
-      usage = { prompt_tokens: Number(plain[1]), total_tokens: Number(plain[2]), completion_tokens: Number(plain[3]) };
-    } else {
-      choicesEnd = last - 1;
-    }
-    // The choice text ends with the literal tail (`]` included) right before the usage or the final brace.
-    if (!data.startsWith(DELTA_END, choicesEnd + 1 - DELTA_END.length)) return undefined;
-    const inner = data.slice(head.length + DELTA_START.length, choicesEnd + 1 - DELTA_END.length);
-    const sep = inner.indexOf('":"');
-    if (sep < 0) return undefined;
-    const field = inner.slice(0, sep);
-    if (!TEXT_FIELDS.has(field)) return undefined;
-    let text = inner.slice(sep + 3);
-    if (NEEDS_DECODING.test(text)) {
-      // Escapes are decoded by JSON, which also refuses a bare quote (another member) or control character.
-      try {
-        text = JSON.parse(`"${text}"`) as string;
-      } catch {
-        return undefined;
-      }
-    }
-    const chunk: Record<string, unknown> = {};
-    for (const [key, value] of this.headValues) chunk[key] = value;
-    chunk.choices = [{ index: 0, delta: { [field]: text }, logprobs: null, finish_reason: null }];
-    if (usage !== undefined) chunk.usage = usage;
-    return chunk as unknown as ChatCompletionChunk;
-  }
-}
-
 export interface UpstreamSSEHandlers {
   /** A parsed `chat.completion.chunk`; `data` is its original JSON text. */
   onChunk(chunk: ChatCompletionChunk, data: string): void;
@@ -157,7 +77,6 @@ export const DEFAULT_MAX_EVENT_BYTES = 4 * 1024 * 1024;
 export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options: { maxEventBytes?: number } = {}): UpstreamSSEDecoder {
   // Made on the first bytes fed: a caller that feeds strings (a stream with setEncoding) never pays for one per stream.
   let decoder: InstanceType<typeof TextDecoder> | undefined;
-  const reader = new TextDeltaReader();
   let finished = false;
   const parser: EventSourceParser = createParser({
     maxBufferSize: options.maxEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
@@ -167,11 +86,6 @@ export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options:
       if (data === '[DONE]') {
         finished = true;
         handlers.onDone();
-        return;
-      }
-      const fast = reader.read(data);
-      if (fast) {
-        handlers.onChunk(fast, data);
         return;
       }
       let parsed: unknown;
@@ -198,7 +112,6 @@ export function createUpstreamSSEDecoder(handlers: UpstreamSSEHandlers, options:
         handlers.onMalformed('upstream sent an SSE event without `choices`');
         return;
       }
-      reader.learn(data, parsed as ChatCompletionChunk);
       handlers.onChunk(parsed as ChatCompletionChunk, data);
     },
     onError(error) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createContext, createUpstreamSSEDecoder, transformSSE, withoutUsageMember, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
+import { createContext, transformSSE, withoutUsageMember, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk => ({
   id: 'chatcmpl-1',
@@ -121,59 +121,5 @@ describe('withoutUsageMember', () => {
     ['the text ,"usage": inside content', '{"choices":[{"delta":{"content":"a,\\"usage\\":{}"}}]}'],
   ])('leaves %s to serialization (undefined)', (_name, data) => {
     expect(withoutUsageMember(data)).toBeUndefined();
-  });
-});
-
-describe('createUpstreamSSEDecoder reads text deltas as JSON.parse would', () => {
-  const head = (id = 'chatcmpl-1') => `{"id":"${id}","object":"chat.completion.chunk","created":1,"model":"m","choices":[`;
-  const usage = (n: number) => `,"usage":{"prompt_tokens":5,"total_tokens":${5 + n},"completion_tokens":${n}}`;
-  const text = (field: string, value: string, tail = '') =>
-    `${head()}{"index":0,"delta":{"${field}":${value}},"logprobs":null,"finish_reason":null}]${tail}}`;
-  const events = [
-    `${head()}{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]${usage(0)}}`,
-    text('reasoning', '" plain"', usage(1)),
-    text('content', '"caf\\u00e9 \\"quoted\\" \\\\ \\n end"', usage(2)),
-    text('content', '"no usage"'),
-    text('reasoning_content', '"legacy"', usage(3)),
-    text('content', '"a ],\\"usage\\":{\\"x\\":1} b"', usage(4)),
-    text('content', '"details"', ',"usage":{"prompt_tokens":5,"total_tokens":6,"completion_tokens":1,"prompt_tokens_details":null}'),
-    text('content', 'null'),
-    text('content', '""', usage(5)),
-    `${head()}{"index":0,"delta":{"content":"two","reasoning":"members"},"logprobs":null,"finish_reason":null}]}`,
-    `${head()}{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a\\":[1]}"}}]},"logprobs":null,"finish_reason":null}]${usage(6)}}`,
-    `${head()}{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":"stop","stop_reason":null}]${usage(7)}}`,
-    `${head('chatcmpl-2')}{"index":0,"delta":{"content":"another head"},"logprobs":null,"finish_reason":null}]}`,
-    `${head()}{"index":0,"delta":{"content":"z"},"logprobs":null,"finish_reason":null},{"index":1,"delta":{"content":"w"},"logprobs":null,"finish_reason":null}]}`,
-    `${head()}]${usage(8)}}`,
-    text('content', '"after all that"', usage(9)),
-  ];
-  const decode = (list: string[]) => {
-    const seen: string[] = [];
-    const problems: string[] = [];
-    const decoder = createUpstreamSSEDecoder({
-      onChunk: (chunk) => void seen.push(JSON.stringify(chunk)),
-      onDone: () => undefined,
-      onUpstreamError: (body) => void problems.push(`error ${JSON.stringify(body)}`),
-      onMalformed: (reason) => void problems.push(reason),
-    });
-    decoder.feed(list.map((e) => `data: ${e}\n\n`).join(''));
-    return { seen, problems };
-  };
-
-  it('values and key order, whatever the chunk holds', () => {
-    const { seen, problems } = decode(events);
-    expect(problems).toEqual([]);
-    expect(seen).toEqual(events.map((e) => JSON.stringify(JSON.parse(e))));
-  });
-
-  it('a text delta that is not valid JSON is still malformed', () => {
-    // A raw control character inside the string: JSON.parse refuses it, so must the fast path.
-    const { problems } = decode([events[0]!, text('content', '"bad\u0001char"')]);
-    expect(problems).toEqual(['upstream sent an SSE event that is not JSON']);
-  });
-
-  it('an error event after text deltas is still an error', () => {
-    const { problems } = decode([events[0]!, events[1]!, '{"error":{"message":"boom","code":500}}']);
-    expect(problems).toEqual(['error {"error":{"message":"boom","code":500}}']);
   });
 });
