@@ -143,13 +143,6 @@ export function relayStream(
   const transforms = ctx.responseTransforms;
   const output = ctx.output;
   const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
-  // Raw bytes pass only when nothing changes a chunk: no transform, no output format, usage on every chunk asked for.
-  const rawPassThrough =
-    !output &&
-    !check &&
-    !ctx.requestedModel &&
-    caller.continuousUsage &&
-    !transforms.some((t) => t.chunk !== undefined || t.end !== undefined);
   // Chunks no transform edited leave as the upstream's bytes (usage member cut when the caller did not ask for it).
   const keepBytes = !output && !ctx.requestedModel && transformsMarkChanges(transforms);
   const meter = new UsageMeter();
@@ -170,7 +163,7 @@ export function relayStream(
       Math.max(0, deadline - performance.now()),
     );
 
-    const emit = (chunk: ChatCompletionChunk, data: string | undefined) => {
+    const emit = (chunk: ChatCompletionChunk, data: string) => {
       meter.observeChunk(chunk);
       if (chunk.usage) ctx.usage = chunk.usage;
       const choice = chunk.choices[0];
@@ -183,29 +176,27 @@ export function relayStream(
       // asked too. Set to undefined rather than deleted: JSON.stringify drops it, and the object keeps its shape.
       const cutUsage = !!chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage;
       if (cutUsage) chunk.usage = undefined;
-      if (rawPassThrough && data !== undefined) pending += `data: ${data}\n\n`;
-      else
-        for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
-          const out = c.choices[0];
-          if (check && out) {
-            content += out.delta.content ?? '';
-            // Structured output is checked whole, before its normal finish goes out.
-            if (out.finish_reason && out.finish_reason !== 'length' && !out.delta.tool_calls?.length) {
-              const failure = check(content);
-              if (failure) throw failure;
-            }
+      for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
+        const out = c.choices[0];
+        if (check && out) {
+          content += out.delta.content ?? '';
+          // Structured output is checked whole, before its normal finish goes out.
+          if (out.finish_reason && out.finish_reason !== 'length' && !out.delta.tool_calls?.length) {
+            const failure = check(content);
+            if (failure) throw failure;
           }
-          if (ctx.requestedModel) c.model = ctx.requestedModel;
-          // A usage-only chunk is never kept: the meter adds its reasoning count.
-          if (keepBytes && c === chunk && data !== undefined && c.choices.length > 0 && !isChanged(c)) {
-            const kept = cutUsage ? withoutUsageMember(data) : data;
-            if (kept !== undefined) {
-              pending += encodeRawChunk(kept);
-              continue;
-            }
-          }
-          pending += encode(c);
         }
+        if (ctx.requestedModel) c.model = ctx.requestedModel;
+        // A usage-only chunk is never kept: the meter adds its reasoning count.
+        if (keepBytes && c === chunk && c.choices.length > 0 && !isChanged(c)) {
+          const kept = cutUsage ? withoutUsageMember(data) : data;
+          if (kept !== undefined) {
+            pending += encodeRawChunk(kept);
+            continue;
+          }
+        }
+        pending += encode(c);
+      }
       // The first event goes out at once (time to first token); later ones are written once per upstream read.
       if (!stream.started) flush();
     };
