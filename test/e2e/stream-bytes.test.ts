@@ -39,6 +39,13 @@ beforeAll(async () => {
       );
     }
     res.writeHead(200, { 'content-type': 'text/event-stream' });
+    if (body.includes('split me')) {
+      // Unescaped multibyte text cut mid-character across two reads.
+      const bytes = Buffer.from(`data: ${delta('"content":"Café 🤔 au lait"', 1)}\n\ndata: [DONE]\n\n`);
+      const cut = bytes.indexOf(Buffer.from('🤔')) + 2;
+      res.write(bytes.subarray(0, cut));
+      return void setTimeout(() => res.end(bytes.subarray(cut)), 30);
+    }
     res.end(upstream.map((d) => `data: ${d}\n\n`).join('') + 'data: [DONE]\n\n');
   });
   gw = await mountGateway('express', { replicas: [replica.url], auth: false, upstream: { health: { intervalMs: 100 } } });
@@ -49,14 +56,14 @@ afterAll(async () => {
   await replica.close();
 });
 
-const stream = async (streamOptions?: object) => {
+const stream = async (streamOptions?: object, content = 'Café?') => {
   const res = await fetch(`${gw.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({
       model,
       stream: true,
-      messages: [{ role: 'user', content: 'Café?' }],
+      messages: [{ role: 'user', content }],
       ...(streamOptions ? { stream_options: streamOptions } : {}),
     }),
   });
@@ -78,6 +85,15 @@ describe('streamed chunks no stage edited reach the caller as the replica wrote 
     expect(parsed.map((c) => c.choices[0]?.delta.reasoning ?? '').join('')).toBe('Café? Yes');
     expect(parsed.map((c) => c.choices[0]?.delta.content ?? '').join('')).toBe('Café au lait');
     expect(out.at(-1)).toBe('[DONE]');
+  });
+
+  it('a character cut across two reads of the upstream arrives whole', async () => {
+    const out = await stream(undefined, 'split me');
+    const text = out
+      .filter((d) => d !== '[DONE]')
+      .map((d) => (JSON.parse(d) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? '')
+      .join('');
+    expect(text).toBe('Café 🤔 au lait');
   });
 
   it('with continuous usage asked for: the same bytes, usage included', async () => {
