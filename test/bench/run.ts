@@ -147,12 +147,15 @@ const pacedCount = Number(process.env.BENCH_PACED ?? 60);
 const pacedHeaders = { ...headers, 'x-portkey-custom-host': `${sim.url}/v1` };
 const paced: Array<{ t: Target; server?: Server; endpoint: string; timings: Timing[] }> = [];
 for (const t of selected) {
+  let server: Server | undefined;
   try {
-    const server = await start(t, sim.url);
+    server = await start(t, sim.url);
     const endpoint = `${server?.url ?? sim.url}/v1/chat/completions`;
     for (let i = 0; i < 100; i++) await timeRequest(endpoint, pacedWarmUp, pacedHeaders);
     paced.push({ t, server, endpoint, timings: [] });
   } catch (err) {
+    // A target that cannot stream (Portkey here) is stopped now: left running it would keep the bench from exiting.
+    await server?.stop();
     failures.add(`${t.name}: paced streaming failed (${(err as Error).message})`);
   }
 }
@@ -166,6 +169,17 @@ for (let i = 0; i < pacedCount; i++) {
       failures.add(`${p.t.name}: paced streaming failed (${(err as Error).message})`);
     }
   }
+}
+// Added over the pipe, request by request: each target's stream against the pipe's in the same turn, a second
+// apart. A slow spell of the machine (all on CPU 0 slowed several times over for seconds, while the direct
+// requests on CPU 1 were not) then weighs on both sides of a difference, where it would otherwise decide
+// which target's p95 is higher. The percentiles per target stay in the table.
+const pipeTimings = paced.find((p) => p.t.name === 'pipe-proxy')?.timings;
+for (const p of paced) {
+  if (!pipeTimings || p.t.name === 'pipe-proxy' || pipeTimings.length < pacedCount || p.timings.length < pacedCount) continue;
+  const overPipe = p.timings.map((x, i) => x.firstByteUs - pipeTimings[i]!.firstByteUs);
+  add(p.t.name, 'pacedOverPipe', percentile(overPipe, 50));
+  add(p.t.name, 'pacedOverPipeP95', percentile(overPipe, 95));
 }
 for (const p of paced) {
   await p.server?.stop();
@@ -261,6 +275,8 @@ const rows = selected
     pacedAddedTtftUs: d(t.name, 'pacedTtft'),
     pacedAddedTtftP95Us: d(t.name, 'pacedTtftP95'),
     pacedAddedMaxGapUs: d(t.name, 'pacedMaxGap'),
+    pacedOverPipeP50Us: m(t.name, 'pacedOverPipe'),
+    pacedOverPipeP95Us: m(t.name, 'pacedOverPipeP95'),
     pacedFirstByteBeforeLast: m(t.name, 'pacedTtft') < m('direct', 'pacedTotal') / 2,
     kbPerOpenStream: m(t.name, 'bytesPerStream') / 1024,
   }));
@@ -273,7 +289,7 @@ console.log(
   `\nmedians of ${rounds} interleaved rounds; target pinned to CPU 0, upstream and load on CPU 1; zero-delay upstream unless paced`,
 );
 console.log(
-  'target        +p50us  +p90us   req/s  p99ms err  CPUus/req  CPUus/event  +TTFTus  paced+TTFT p50/p95us  paced+gapus  KB/stream  req/s÷pipe  req/s÷portkey',
+  'target        +p50us  +p90us   req/s  p99ms err  CPUus/req  CPUus/event  +TTFTus  paced+TTFT p50/p95us  over pipe p50/p95us  paced+gapus  KB/stream  req/s÷pipe  req/s÷portkey',
 );
 for (const r of rows) {
   console.log(
@@ -288,6 +304,7 @@ for (const r of rows) {
       f(r.cpuUsPerEvent, 2).padStart(12),
       f(r.addedTtftUs).padStart(8),
       `${f(r.pacedAddedTtftUs)}/${f(r.pacedAddedTtftP95Us)}`.padStart(21),
+      `${f(r.pacedOverPipeP50Us)}/${f(r.pacedOverPipeP95Us)}`.padStart(21),
       f(r.pacedAddedMaxGapUs).padStart(12),
       f(r.kbPerOpenStream, 1).padStart(10),
       f(ratio(r, 'pipe-proxy', 'rps'), 2).padStart(11),
@@ -297,19 +314,15 @@ for (const r of rows) {
 }
 // The performance targets, read off the gateway's row (Express, every stage on) of this run.
 const gateway = rows.find((r) => r.target === 'express');
-const overPipe = (row: (typeof rows)[number], key: 'pacedAddedTtftUs' | 'pacedAddedTtftP95Us') => {
-  const pipe = rows.find((r) => r.target === 'pipe-proxy');
-  return pipe ? row[key] - pipe[key] : NaN;
-};
 const goals = gateway
   ? [
       ['req/s vs the bare pipe', ratio(gateway, 'pipe-proxy', 'rps'), '>=', 0.5, 2],
       ['req/s vs Portkey', ratio(gateway, 'portkey', 'rps'), '>=', 2.5, 2],
       ['CPU µs per request', gateway.cpuUsPerRequest, '<=', 200, 0],
       ['CPU µs per streamed event', gateway.cpuUsPerEvent, '<=', 3, 2],
-      // Over the pipe, as the target reads; the table's columns are over the upstream itself.
-      ['added TTFT p50 over the pipe, paced (µs)', overPipe(gateway, 'pacedAddedTtftUs'), '<=', 1000, 0],
-      ['added TTFT p95 over the pipe, paced (µs)', overPipe(gateway, 'pacedAddedTtftP95Us'), '<=', 2000, 0],
+      // Over the pipe, as the target reads, from the paired differences; the table's columns are over the upstream itself.
+      ['added TTFT p50 over the pipe, paced (µs)', gateway.pacedOverPipeP50Us, '<=', 1000, 0],
+      ['added TTFT p95 over the pipe, paced (µs)', gateway.pacedOverPipeP95Us, '<=', 2000, 0],
       ['KB per open stream', gateway.kbPerOpenStream, '<=', 64, 1],
     ]
   : [];
