@@ -243,7 +243,8 @@ export async function validateChatRequest(
   }
   refuseUnsupported(input as Record<string, unknown>);
   const schema = options.unknownFields === 'drop' ? lenientChatCompletionRequestSchema : chatCompletionRequestSchema;
-  const result = schema.safeParse(input);
+  // reportInput keeps the value on each issue, so a wrong type is told apart from a missing field.
+  const result = schema.safeParse(input, { reportInput: true });
   if (!result.success) throw issueToError(result.error.issues[0]!);
   const body = result.data as ChatCompletionRequest;
   const served = options.model ?? GPT_OSS_20B;

@@ -70,6 +70,19 @@ describe('validation: 400 invalid_request_error with param', () => {
     expectError(res, 400, 'invalid_request_error', param);
   });
 
+  it.each([
+    [{ temperature: 'hot' }, "Invalid type for 'temperature': expected number, but got string."],
+    [{ messages: 'hello' }, "Invalid type for 'messages': expected array, but got string."],
+    [{ model: 42 }, "Invalid type for 'model': expected string, but got number."],
+    [{ stream: 'yes' }, "Invalid type for 'stream': expected boolean, but got string."],
+    [{ model: undefined }, "Missing required parameter: 'model'."],
+    [{ messages: undefined }, "Missing required parameter: 'messages'."],
+  ])('a wrong type is named as one, a missing field as missing: %j', async (patch, message) => {
+    const res = await post({ ...baseBody(), ...patch });
+    expect(res.status).toBe(400);
+    expect(res.body.error.message).toBe(message);
+  });
+
   it('names the exact message field at fault', async () => {
     const body = baseBody();
     (body.messages[2] as { content: unknown }).content = 42;

@@ -354,7 +354,7 @@ export type OptionsMatchSchema = [
 
 /** Checks the options once at start-up: a wrong option throws, naming itself. */
 export function parseGatewayOptions(input: GatewayOptions): GatewayOptions {
-  const result = gatewayOptionsSchema.safeParse(input);
+  const result = gatewayOptionsSchema.safeParse(input, { reportInput: true });
   if (result.success) return input;
   const issue = result.error.issues[0]!;
   let what: string;

@@ -97,7 +97,7 @@ export function parseResponsesRequest(input: unknown): ResponsesRequest {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json');
   }
-  const result = responsesRequestSchema.safeParse(input);
+  const result = responsesRequestSchema.safeParse(input, { reportInput: true });
   if (!result.success) throw issueToError(result.error.issues[0]!);
   const body = result.data;
   if (body.background === true)

@@ -7,6 +7,7 @@ import {
   responses,
   itemsToMessages,
   normalizeItem,
+  parseResponsesRequest,
   translateTools,
   type ResponseObject,
   type ResponseSettings,
@@ -39,6 +40,16 @@ describe('sealed reasoning', () => {
   });
   it('refuses short secrets', () => {
     expect(() => createSealer(['short'])).toThrow(/16 characters/);
+  });
+});
+
+describe('request errors', () => {
+  it.each([
+    [{ input: 'hi', temperature: 'hot' }, "Invalid type for 'temperature': expected number, but got string."],
+    [{ input: 'hi', stream: 'yes' }, "Invalid type for 'stream': expected boolean, but got string."],
+    [{ input: 'hi', model: undefined }, "Missing required parameter: 'model'."],
+  ])('a wrong type is named as one, a missing field as missing: %j', (patch, message) => {
+    expect(() => parseResponsesRequest({ model: 'openai/gpt-oss-20b', ...patch })).toThrow(message);
   });
 });
 
