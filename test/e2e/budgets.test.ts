@@ -41,6 +41,40 @@ const stores: Array<[string, () => BudgetStore]> = [
     : []),
 ];
 
+describe.each(stores)('the %s budget store, on a clock of its own', (_name, makeStore) => {
+  // The middleware computes periods on its clock (a fake one in tests, another host's in production);
+  // the store keeps them on its own. Dates 70 years apart on either side must not matter.
+  it.each([
+    ['in the past', Date.UTC(1990, 0, 1)],
+    ['in the future', Date.UTC(2099, 11, 31, 23)],
+  ])('keeps a period whose dates are %s for as long as it lasts', async (_when, at) => {
+    const store = makeStore();
+    const period = budgetPeriod('day', at);
+    const request = {
+      period: period.id,
+      limits: { usd: 1 },
+      hold: { usd: 0.4, tokens: 10 },
+      holdTtlMs: 60_000,
+      keepForMs: period.endsAt! + 86_400_000 - at,
+    };
+    try {
+      const first = await store.reserve('clock-key', request);
+      expect(first.ok).toBe(true);
+      if (!first.ok) return;
+      await store.settle('clock-key', period.id, first.holdId, { usd: 0.6, tokens: 10 });
+      const second = await store.reserve('clock-key', request);
+      expect(second.spent.usd).toBeCloseTo(0.6, 9);
+      expect(second.ok).toBe(true);
+      if (!second.ok) return;
+      await store.settle('clock-key', period.id, second.holdId, { usd: 0.6, tokens: 10 });
+      const third = await store.reserve('clock-key', request);
+      expect(third).toMatchObject({ ok: false, exceeded: 'usd' });
+    } finally {
+      await store.close?.();
+    }
+  });
+});
+
 describe.each(stores)('a budget through the gateway (%s store)', (_name, makeStore) => {
   let gw: Mounted;
   let store: BudgetStore;

@@ -5,7 +5,7 @@ import type { BudgetAmounts, BudgetStore, ReserveRequest, ReserveResult } from '
 
 // One atomic decision per call; time from Redis (TIME), so hosts with skewed clocks agree on hold expiry.
 // KEYS[1] spent hash {usd, tokens}; KEYS[2] holds hash {holdId: "usd tokens expiresAtMs"}.
-// ARGV: limitUsd ('' for none), limitTokens ('' for none), holdUsd, holdTokens, holdTtlMs, holdId, expireAtMs ('' for never).
+// ARGV: limitUsd ('' for none), limitTokens ('' for none), holdUsd, holdTokens, holdTtlMs, holdId, keepForMs ('' for ever).
 const RESERVE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -27,8 +27,10 @@ if ARGV[1] ~= '' and spentUsd + heldUsd >= tonumber(ARGV[1]) then return {0, 'us
 if ARGV[2] ~= '' and spentTokens + heldTokens >= tonumber(ARGV[2]) then return {0, 'tokens', unpack(state)} end
 redis.call('HSET', KEYS[2], ARGV[6], ARGV[3] .. ' ' .. ARGV[4] .. ' ' .. tostring(now + tonumber(ARGV[5])))
 if ARGV[7] ~= '' then
-  redis.call('PEXPIREAT', KEYS[1], ARGV[7])
-  redis.call('PEXPIREAT', KEYS[2], ARGV[7])
+  -- The spent hash must exist for its TTL to hold: settle only increments it.
+  redis.call('HSETNX', KEYS[1], 'usd', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+  redis.call('PEXPIRE', KEYS[2], ARGV[7])
 end
 state[3] = tostring(heldUsd + tonumber(ARGV[3]))
 state[4] = tostring(heldTokens + tonumber(ARGV[4]))
@@ -104,7 +106,7 @@ export class RedisBudgetStore implements BudgetStore {
       r.hold.tokens,
       r.holdTtlMs,
       holdId,
-      r.expireAtMs ?? '',
+      r.keepForMs === undefined ? '' : Math.max(1, Math.ceil(r.keepForMs)),
     );
     const state = {
       spent: { usd: Number(spentUsd), tokens: Number(spentTokens) },

@@ -31,8 +31,13 @@ export interface ReserveRequest {
   hold: BudgetAmounts;
   /** A hold not settled within this long is dropped (its gateway process died). */
   holdTtlMs: number;
-  /** When the period's state may be forgotten (its end, plus a day); undefined: never. */
-  expireAtMs: number | undefined;
+  /**
+   * How long from now the period's state must be kept (until its end, plus a day); undefined:
+   * forever. A duration, not a date: the store applies it on its own clock, so a store whose clock
+   * differs from the middleware's (another host, Redis's TIME, a test's fake clock) still keeps a
+   * period exactly as long as it lasts.
+   */
+  keepForMs: number | undefined;
 }
 
 export type ReserveResult =
@@ -54,7 +59,7 @@ export interface BudgetStore {
 interface PeriodState {
   spent: BudgetAmounts;
   holds: Map<string, BudgetAmounts & { expiresAt: number }>;
-  expireAtMs: number | undefined;
+  forgetAtMs: number | undefined;
 }
 
 /** Budgets in this process's memory: one gateway host. */
@@ -63,22 +68,21 @@ export class MemoryBudgetStore implements BudgetStore {
 
   constructor(private readonly now: () => number = Date.now) {}
 
-  private state(keyId: string, period: string, expireAtMs?: number): PeriodState {
+  private state(keyId: string, period: string, keepForMs: number | undefined, now: number): PeriodState {
     const id = `${keyId}\u0000${period}`;
     let state = this.periods.get(id);
     if (!state) {
-      state = { spent: { usd: 0, tokens: 0 }, holds: new Map(), expireAtMs };
-      this.periods.set(id, state);
+      state = { spent: { usd: 0, tokens: 0 }, holds: new Map(), forgetAtMs: keepForMs === undefined ? undefined : now + keepForMs };
       // Periods that ended are forgotten as new ones begin.
-      const now = this.now();
-      for (const [other, s] of this.periods) if (s.expireAtMs !== undefined && s.expireAtMs < now) this.periods.delete(other);
+      for (const [other, s] of this.periods) if (s.forgetAtMs !== undefined && s.forgetAtMs < now) this.periods.delete(other);
+      this.periods.set(id, state);
     }
     return state;
   }
 
   reserve(keyId: string, r: ReserveRequest): Promise<ReserveResult> {
-    const state = this.state(keyId, r.period, r.expireAtMs);
     const now = this.now();
+    const state = this.state(keyId, r.period, r.keepForMs, now);
     const held = { usd: 0, tokens: 0 };
     for (const [id, hold] of state.holds) {
       if (hold.expiresAt <= now) state.holds.delete(id);
@@ -218,7 +222,7 @@ export function budgets(options: BudgetOptions = {}): Middleware {
       limits: { usd: limits.usd, tokens: limits.tokens },
       hold: usageCost(prompt, output, prices),
       holdTtlMs,
-      expireAtMs: period.endsAt === undefined ? undefined : period.endsAt + DAY,
+      keepForMs: period.endsAt === undefined ? undefined : period.endsAt + DAY - at,
     };
     store.reserve(key.id, request).then(
       (result) => {
