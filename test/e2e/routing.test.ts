@@ -193,4 +193,31 @@ describe('cache-aware routing against simulator replicas', () => {
       await bare.close();
     }
   });
+
+  it('one message of odd length past the hashing scratch buffer is served, and routing still tells prompts apart after it', async () => {
+    const usage = new Map<string, UsageRecord>();
+    const gw = await gatewayOver([sims[0]!.url, sims[1]!.url], usage);
+    try {
+      const ask = (content: string) =>
+        fetch(`${gw.url}/v1/chat/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${KEY}` },
+          body: JSON.stringify({ model, messages: [{ role: 'user', content }], max_tokens: 3 }),
+        });
+      const huge = await ask('word '.repeat(40_000) + 'x');
+      expect(huge.status).toBe(200);
+      // Prompts that share nothing spread over both replicas, and neither replica reports a cached prefix for them.
+      const replicas = new Set<string>();
+      for (let c = 0; c < 12; c++) {
+        const res = await ask(`${c} ${'abcdefghijklmnopqrstuvwxyz'.slice(c)} is question ${c}, ${'why '.repeat(40 + c)}`);
+        expect(res.status).toBe(200);
+        const record = usage.get(res.headers.get('x-tera-request-id')!)!;
+        replicas.add(record.replica!);
+        expect(record.cachedTokens ?? 0).toBe(0);
+      }
+      expect(replicas.size).toBe(2);
+    } finally {
+      await gw.close();
+    }
+  });
 });

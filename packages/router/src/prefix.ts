@@ -10,6 +10,17 @@ let scratch = new Uint8Array(64 * 1024);
 let words = new Int32Array(scratch.buffer);
 const encoder = new TextEncoder();
 
+/**
+ * Room for at least `bytes` (doubled, to grow rarely). The size is a whole number of words, and
+ * both views are built before either is swapped in, so a failure leaves the old pair intact.
+ */
+function growScratch(bytes: number): void {
+  const grown = new Uint8Array(Math.ceil((bytes * 2) / 4) * 4);
+  const grownWords = new Int32Array(grown.buffer);
+  scratch = grown;
+  words = grownWords;
+}
+
 /** A 32-bit multiply-xorshift hash over words [from, to) of the scratch buffer, chained from `seed`. */
 function hashWords(from: number, to: number, seed: number): number {
   let h = seed ^ 0x9e3779b9;
@@ -89,12 +100,8 @@ export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks:
     }
     const seed = hash;
     const first = blocks.length;
-    // UTF-8 needs at most 3 bytes per UTF-16 unit; grow the scratch buffer when a message could not fit.
-    const need = text.length * 3 + 4;
-    if (need > scratch.length) {
-      scratch = new Uint8Array(need * 2);
-      words = new Int32Array(scratch.buffer);
-    }
+    // UTF-8 needs at most 3 bytes per UTF-16 unit, plus the padding of the last word.
+    if (text.length * 3 + 4 > scratch.length) growScratch(text.length * 3 + 4);
     const { written } = encoder.encodeInto(text, scratch);
     // Zero the tail of the last word so stale bytes never enter a hash.
     for (let i = written; i < ((written + 3) & ~3); i++) scratch[i] = 0;

@@ -1,4 +1,5 @@
-import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { describe, expect, it, vi } from 'vitest';
 import { createRouter, leastRequest, prefixBlocks, type ReplicaView, type RouteRequest } from '../src/index.js';
 // The simulator's seeded generator: the same picks on every run.
 import { createRandom as mulberry } from '../../vllm-sim/src/prng.js';
@@ -240,5 +241,75 @@ describe('prefix blocks of resent history', () => {
     expect(full.slice(0, 3)).toEqual(cutFirst);
     // Other block sizes keep their own chains.
     expect(prefixBlocks({ messages: resent }, 64, 1024)).not.toEqual(first);
+  });
+});
+
+describe('prefix blocks at every length', () => {
+  // An independent oracle: the UTF-8 bytes, zero-padded to whole little-endian words, chained block by block.
+  function reference(texts: string[], blockChars: number): number[] {
+    const blockWords = Math.max(1, blockChars >> 2);
+    const out: number[] = [];
+    let hash = 0;
+    for (const text of texts) {
+      const bytes = new TextEncoder().encode(text);
+      const padded = new Uint8Array(Math.ceil(bytes.length / 4) * 4);
+      padded.set(bytes);
+      const view = new DataView(padded.buffer);
+      const count = padded.length / 4;
+      for (let at = 0; at < count; at += blockWords) {
+        let h = hash ^ 0x9e3779b9;
+        for (let i = at; i < Math.min(count, at + blockWords); i++) {
+          h = Math.imul(h ^ view.getInt32(i * 4, true), 0x85ebca6b);
+          h ^= h >>> 15;
+        }
+        out.push((hash = (h ^ (h >>> 13)) >>> 0));
+      }
+    }
+    return out;
+  }
+  const asMessage = (content: string) => `\u0000user\u0000${content}`;
+
+  it('in a fresh process, a first long message of odd length hashes without throwing, and later prompts still differ', async () => {
+    // The scratch buffer is module state: a fresh copy of the module meets the first growth.
+    vi.resetModules();
+    const fresh = (await import('../src/prefix.js')) as typeof import('../src/prefix.js');
+    const huge = 'a'.repeat(200_001);
+    expect(fresh.prefixBlocks({ messages: [{ role: 'user', content: huge }] }, 64, 1 << 20)).toEqual(reference([asMessage(huge)], 64));
+    const one = fresh.prefixBlocks({ messages: [{ role: 'user', content: 'What is the capital of France?' }] }, 64, 64);
+    const two = fresh.prefixBlocks({ messages: [{ role: 'user', content: 'Write a haiku about the sea.' }] }, 64, 64);
+    expect(one).not.toEqual(two);
+    expect(one).toEqual(reference([asMessage('What is the capital of France?')], 64));
+  });
+
+  it('equals the oracle for any length from 0 to 100k characters, odd byte counts and multibyte text included', async () => {
+    vi.resetModules();
+    const fresh = (await import('../src/prefix.js')) as typeof import('../src/prefix.js');
+    const alphabet = ['a', 'é', '€', '😀', ' ', '\n', 'z'];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 100_000 }),
+        fc.integer({ min: 0, max: alphabet.length - 1 }),
+        fc.boolean(),
+        (length, pick, mixed) => {
+          const unit = alphabet[pick]!;
+          let text = unit.repeat(Math.ceil(length / unit.length)).slice(0, length);
+          if (mixed && length > 2) text = `x${text.slice(1, -1)}y`;
+          // Slicing may split a surrogate pair: TextEncoder then writes U+FFFD, as the router must.
+          expect(fresh.prefixBlocks({ messages: [{ role: 'user', content: text }] }, 64, 1 << 20)).toEqual(
+            reference([asMessage(text)], 64),
+          );
+        },
+      ),
+      {
+        numRuns: 60,
+        seed: 20261206,
+        examples: [
+          [21_845, 0, false],
+          [21_846, 0, false],
+          [200_001 - 200_000, 0, false],
+          [99_999, 3, true],
+        ],
+      },
+    );
   });
 });
