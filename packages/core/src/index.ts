@@ -95,10 +95,12 @@ export {
 export {
   compileSchema,
   stepBudget,
+  patternBudget,
   SchemaTooComplex,
   DEFAULT_SCHEMA_LIMITS,
   DEFAULT_STEP_BUDGET,
   type CompiledSchema,
+  type PatternBudget,
   type SchemaCheck,
   type SchemaLimits,
   type StepBudget,

@@ -1,4 +1,5 @@
 import { RE2JS } from 're2js';
+import { regexProgramSize } from './regex-size.js';
 
 /**
  * JSON Schema checking whose cost the caller cannot blow up. Schemas come from requests
@@ -18,6 +19,12 @@ export interface SchemaLimits {
   maxFanOut: number;
   /** Characters in one `pattern` or `patternProperties` key. @defaultValue 1000 */
   maxPatternLength: number;
+  /**
+   * RE2 program instructions that the patterns compiled for one request may add up to (an upper
+   * bound read from their text before anything is compiled: repetition counts multiply it).
+   * Patterns compiled before (by their text) are free. @defaultValue 10000 (about 20 ms of compiling)
+   */
+  maxPatternProgram: number;
 }
 
 export const DEFAULT_SCHEMA_LIMITS: Readonly<SchemaLimits> = Object.freeze({
@@ -25,7 +32,48 @@ export const DEFAULT_SCHEMA_LIMITS: Readonly<SchemaLimits> = Object.freeze({
   maxValues: 20_000,
   maxFanOut: 1000,
   maxPatternLength: 1000,
+  maxPatternProgram: 10_000,
 });
+
+/** Instructions left for compiling new patterns: one per request, shared by its schemas. */
+export interface PatternBudget {
+  remaining: number;
+}
+
+export const patternBudget = (limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS): PatternBudget => ({ remaining: limits.maxPatternProgram });
+
+/**
+ * Compiled patterns by their text, shared by every request: an agent sends the same tools each
+ * turn, and their patterns compile once. Bounded by entries and by the program size they hold,
+ * least recently used out first.
+ */
+const PATTERN_CACHE_ENTRIES = 2048;
+const PATTERN_CACHE_PROGRAM = 500_000;
+const patternCache = new Map<string, { re: RE2JS | null; size: number }>();
+let patternCacheProgram = 0;
+let compilations = 0;
+
+/** Patterns compiled since the process started (tests: a refusal compiles nothing). */
+export const patternCompilations = (): number => compilations;
+
+function compilePattern(source: string, size: number): RE2JS | null {
+  compilations++;
+  let re: RE2JS | null;
+  try {
+    re = RE2JS.compile(source);
+  } catch {
+    // ECMA-262 features RE2 lacks (lookaround, backreferences) cannot run in linear time: that constraint is not checked.
+    re = null;
+  }
+  patternCache.set(source, { re, size });
+  patternCacheProgram += size;
+  for (const [old, entry] of patternCache) {
+    if (patternCache.size <= PATTERN_CACHE_ENTRIES && patternCacheProgram <= PATTERN_CACHE_PROGRAM) break;
+    patternCache.delete(old);
+    patternCacheProgram -= entry.size;
+  }
+  return re;
+}
 
 /** A schema over the limits; `pointer` is the JSON Pointer of the part at fault (`''` for the whole schema). */
 export class SchemaTooComplex extends Error {
@@ -110,6 +158,7 @@ class Compiled implements CompiledSchema {
   constructor(
     private readonly root: Schema,
     private readonly limits: SchemaLimits,
+    private readonly budget: PatternBudget,
   ) {
     this.prepare();
   }
@@ -129,15 +178,26 @@ class Compiled implements CompiledSchema {
   }
 
   private pattern(source: string, path: Path): RE2JS | null {
-    let compiled = this.patterns.get(source);
-    if (compiled !== undefined) return compiled;
+    const known = this.patterns.get(source);
+    if (known !== undefined) return known;
     if (source.length > this.limits.maxPatternLength)
       throw new SchemaTooComplex(`a pattern is longer than ${this.limits.maxPatternLength} characters`, pointerOf(path));
-    try {
-      compiled = RE2JS.compile(source);
-    } catch {
-      // ECMA-262 features RE2 lacks (lookaround, backreferences) cannot run in linear time: that constraint is not checked.
-      compiled = null;
+    const cached = patternCache.get(source);
+    let compiled: RE2JS | null;
+    if (cached) {
+      // Most recently used goes last.
+      patternCache.delete(source);
+      patternCache.set(source, cached);
+      compiled = cached.re;
+    } else {
+      const size = regexProgramSize(source);
+      if (size > this.budget.remaining)
+        throw new SchemaTooComplex(
+          `its patterns would compile to more than ${this.limits.maxPatternProgram} instructions (this one to about ${size}; repetition counts multiply a pattern's size)`,
+          pointerOf(path),
+        );
+      this.budget.remaining -= size;
+      compiled = compilePattern(source, size);
     }
     this.patterns.set(source, compiled);
     return compiled;
@@ -445,15 +505,20 @@ const compiledBySchema = new WeakMap<object, CompiledSchema>();
 
 /**
  * Checks a schema against the limits and prepares it for checking values. Throws
- * SchemaTooComplex when it is over a limit. Compiled once per schema object.
+ * SchemaTooComplex when it is over a limit. Compiled once per schema object. The schemas of one
+ * request share one `budget` for compiling patterns, so their sum is bounded, not each alone.
  */
-export function compileSchema(schema: unknown, limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS): CompiledSchema {
-  if (typeof schema === 'boolean') return new Compiled(schema, limits);
+export function compileSchema(
+  schema: unknown,
+  limits: SchemaLimits = DEFAULT_SCHEMA_LIMITS,
+  budget: PatternBudget = patternBudget(limits),
+): CompiledSchema {
+  if (typeof schema === 'boolean') return new Compiled(schema, limits, budget);
   if (!isObject(schema)) throw new SchemaTooComplex('a schema must be an object or a boolean', '');
   const useCache = limits === DEFAULT_SCHEMA_LIMITS;
   const cached = useCache ? compiledBySchema.get(schema) : undefined;
   if (cached) return cached;
-  const compiled = new Compiled(schema, limits);
+  const compiled = new Compiled(schema, limits, budget);
   if (useCache) compiledBySchema.set(schema, compiled);
   return compiled;
 }

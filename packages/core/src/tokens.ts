@@ -17,12 +17,17 @@ export function loadTokenizer(): Promise<Encoding> {
   return loading;
 }
 
-// BPE merges are quadratic in the length of one pre-token: 200 KB of 'a' took 17 s, and
-// o200k's pre-tokenizer makes one pre-token of a whole run of white space (120,000 spaces:
-// 8.8 s). Runs of either kind longer than this are counted in slices (a few extra tokens
-// at most), which keeps a hostile prompt linear.
-const LONG_RUN = /(\S{256,}|\s{256,})/;
-const SLICE = 128;
+/**
+ * Longest piece of text handed to the tokenizer at once. BPE merges, and the pre-tokenizer's
+ * backtracking, grow faster than linearly with the length of one pre-token, and a crafted
+ * prompt makes one pre-token of anything: 200 KB of `a`, of white space, or `!` followed by a run
+ * of `/`, `\r` and `\n` (5.4 s for 120 KB). Every text is cut into pieces of at most this many
+ * characters, so counting costs at most (length / MAX_PIECE_CHARS + 1) times the cost of one
+ * bounded piece: linear on every input. Cuts fall before a space where the piece has one in its
+ * second half, as the o200k pre-tokenizer would cut there anyway (ordinary text counts exactly);
+ * elsewhere a cut may add a token or two per piece, which a limit check can afford.
+ */
+export const MAX_PIECE_CHARS = 512;
 
 /** True once `loadTokenizer()` has finished: `countTextTokens` may be called synchronously. */
 export const tokenizerLoaded = (): boolean => encoding !== undefined;
@@ -34,28 +39,50 @@ const SHORT_TEXT = 24;
 const SHORT_MEMO_ENTRIES = 8192;
 const shortCounts = new Map<string, number>();
 
-/** Tokens of `text` as plain text. Requires `loadTokenizer()` to have finished. */
+let pieceObserver: ((piece: string) => void) | undefined;
+/** Tests watch what reaches the tokenizer (`@tera-gw/core/internal`). */
+export function observeTokenizerPieces(observer: ((piece: string) => void) | undefined): void {
+  pieceObserver = observer;
+}
+/** Entries in the memo of short texts, for tests: it never holds more than its bound. */
+export const shortTokenMemoSize = (): number => shortCounts.size;
+export const SHORT_TOKEN_MEMO_ENTRIES = SHORT_MEMO_ENTRIES;
+
+function countPiece(enc: Encoding, piece: string): number {
+  pieceObserver?.(piece);
+  return enc.countTokens(piece, asPlainText);
+}
+
+/** Where the piece starting at `at` ends: at most MAX_PIECE_CHARS on, before a space when there is one late enough, never inside a surrogate pair. */
+function pieceEnd(text: string, at: number): number {
+  const limit = at + MAX_PIECE_CHARS;
+  if (limit >= text.length) return text.length;
+  const space = text.lastIndexOf(' ', limit);
+  if (space > at + MAX_PIECE_CHARS / 2) return space;
+  const code = text.charCodeAt(limit - 1);
+  // A high surrogate at the cut would be split from its pair.
+  return code >= 0xd800 && code <= 0xdbff ? limit - 1 : limit;
+}
+
+/** Tokens of `text` as plain text, in time linear in its length. Requires `loadTokenizer()` to have finished. */
 export function countTextTokens(text: string): number {
-  if (!encoding) throw new Error('countTextTokens() called before loadTokenizer() resolved');
+  const enc = encoding;
+  if (!enc) throw new Error('countTextTokens() called before loadTokenizer() resolved');
   if (text.length <= SHORT_TEXT) {
     let count = shortCounts.get(text);
     if (count === undefined) {
-      count = encoding.countTokens(text, asPlainText);
+      count = countPiece(enc, text);
       if (shortCounts.size >= SHORT_MEMO_ENTRIES) shortCounts.clear();
       shortCounts.set(text, count);
     }
     return count;
   }
-  if (text.length < 256 || !LONG_RUN.test(text)) return encoding.countTokens(text, asPlainText);
+  if (text.length <= MAX_PIECE_CHARS) return countPiece(enc, text);
   let total = 0;
-  const parts = text.split(LONG_RUN);
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i]!;
-    if (i % 2 === 0) {
-      if (part) total += encoding.countTokens(part, asPlainText);
-    } else {
-      for (let at = 0; at < part.length; at += SLICE) total += encoding.countTokens(part.slice(at, at + SLICE), asPlainText);
-    }
+  for (let at = 0; at < text.length;) {
+    const end = pieceEnd(text, at);
+    total += countPiece(enc, text.slice(at, end));
+    at = end;
   }
   return total;
 }

@@ -13,7 +13,7 @@ import {
   lenientChatCompletionRequestSchema,
   type ChatCompletionRequest,
 } from './schema.js';
-import { compileSchema, SchemaTooComplex } from './json-schema.js';
+import { compileSchema, patternBudget, SchemaTooComplex } from './json-schema.js';
 import { countPromptTokensUpTo } from './tokens.js';
 
 export interface ValidateOptions {
@@ -206,9 +206,11 @@ export const contextLengthExceeded = (prompt: number, completion: number, limit:
  * event loop between schemas, so 128 large ones do not hold it.
  */
 async function checkSchemas(body: ChatCompletionRequest): Promise<void> {
+  // One budget for the patterns of every schema of the request: many small schemas add up.
+  const patterns = patternBudget();
   const check = (schema: unknown, param: string, what: string) => {
     try {
-      compileSchema(schema);
+      compileSchema(schema, undefined, patterns);
     } catch (err) {
       if (!(err instanceof SchemaTooComplex)) throw err;
       const where = err.pointer ? ` (at ${err.pointer.length > 200 ? `${err.pointer.slice(0, 200)}...` : err.pointer})` : '';

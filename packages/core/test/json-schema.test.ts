@@ -1,7 +1,9 @@
 import { Validator } from '@cfworker/json-schema';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compileSchema, SchemaTooComplex, stepBudget } from '../src/index.js';
+import { RE2JS } from 're2js';
+import { compileSchema, patternBudget, SchemaTooComplex, stepBudget } from '../src/index.js';
+import { patternCompilations, regexProgramSize } from '../src/internal.js';
 
 /** Schemas real tools send, checked against an independent validator on the same values. */
 const schemas: Record<string, Record<string, unknown>> = {
@@ -121,6 +123,12 @@ describe('hostile schemas are refused at compile time', () => {
     expect(() => compileSchema(schema)).toThrow(/more than 1000 subschemas would apply to one value/);
   });
 
+  it.each(['not', 'if', 'then', 'else'])('a chain that doubles through `%s`', (keyword) => {
+    const $defs: Record<string, unknown> = { d24: { type: 'string' } };
+    for (let i = 1; i < 24; i++) $defs[`d${i}`] = { [keyword]: { $ref: `#/$defs/d${i + 1}` }, allOf: [{ $ref: `#/$defs/d${i + 1}` }] };
+    expect(() => compileSchema({ $ref: '#/$defs/d1', $defs })).toThrow(/more than 1000 subschemas would apply to one value/);
+  });
+
   it('an in-place $ref cycle', () => {
     expect(() => compileSchema({ $defs: { a: { allOf: [{ $ref: '#/$defs/a' }] } }, $ref: '#/$defs/a' })).toThrow(/\$ref cycle/);
   });
@@ -132,6 +140,63 @@ describe('hostile schemas are refused at compile time', () => {
     const wide = { enum: Array.from({ length: 25_000 }, (_, i) => i) };
     expect(() => compileSchema(wide)).toThrow(/more than 20000 values/);
     expect(() => compileSchema({ pattern: 'a'.repeat(1001) })).toThrow(/pattern is longer than 1000/);
+  });
+
+  it('patterns whose programs add up past the budget are refused before any of them is compiled', () => {
+    // Each alternative of a repetition is copied: ~86,000 RE2 instructions from 993 characters.
+    const alternation = (from: number) => {
+      const parts: string[] = [];
+      for (let n = from; parts.join('|').length < 980; n--) parts.push(`\\p{L}{${n}}`);
+      return `(?:${parts.join('|')})`;
+    };
+    const before = patternCompilations();
+    const many = {
+      type: 'object',
+      properties: Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`p${i}`, { type: 'string', pattern: alternation(999 - i) }])),
+    };
+    expect(() => compileSchema(many)).toThrow(/patterns would compile to more than 10000 instructions/);
+    expect(patternCompilations()).toBe(before);
+    // Small patterns add up too, across the schemas of one request.
+    const budget = patternBudget();
+    const small = (i: number) => ({ type: 'string', pattern: `^x${i}\\p{L}{60}$` });
+    expect(() => {
+      for (let i = 0; i < 300; i++) compileSchema(small(i), undefined, budget);
+    }).toThrow(SchemaTooComplex);
+    const compiled = patternCompilations() - before;
+    expect(compiled).toBeLessThan(300);
+    // A pattern compiled once is free afterwards: an agent's tools come back every turn.
+    const again = patternBudget();
+    again.remaining = 0;
+    expect(() => compileSchema(small(0), undefined, again)).not.toThrow();
+    expect(patternCompilations() - before).toBe(compiled);
+  });
+
+  it("a pattern's estimated program is never smaller than RE2's", () => {
+    const patterns = [
+      '\\p{L}{999}',
+      '(?:\\p{L}{999}|\\p{L}{998})',
+      '[a-z]{1000}',
+      '(a{30}){30}',
+      '^[a-zA-Z0-9_-]{1,64}$',
+      '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$',
+      '(a|b|c|d)*x',
+      'a{2,}',
+      '(?i)hello',
+      '(?P<x>ab)+',
+      '\\Qa.b.c\\E',
+      '(ab){3,}?',
+      '[[:alpha:]]{100}',
+      '((((a{4}){4}){4}){4})',
+      '(?:a?){1000}',
+      '[]a]{5}|[^]]*',
+      '\\x{10FFFF}{3}\\x41{2}',
+    ];
+    for (const source of patterns) {
+      const program = (RE2JS.compile(source) as unknown as { re2Input: { prog: { inst: unknown[] } } }).re2Input.prog.inst.length;
+      const estimate = regexProgramSize(source);
+      expect(estimate, source).toBeGreaterThanOrEqual(program);
+      expect(estimate, source).toBeLessThan(program * 2 + 16);
+    }
   });
 
   it('a recursive schema that descends into the value is fine', () => {
