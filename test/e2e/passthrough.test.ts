@@ -122,7 +122,7 @@ describe('pass-through upstream hygiene', () => {
     expect(seen.headers.cookie).toBeUndefined();
     expect(seen.headers['x-request-id']).toBe(res.headers.get('x-tera-request-id'));
     // Raw completions carry the tenant's cache salt like chat does (an HMAC, never the key).
-    expect(JSON.parse(seen.body)).toEqual({ model, prompt: 'hi', cache_salt: expect.stringMatching(/^[\w-]{43}$/) });
+    expect(JSON.parse(seen.body)).toEqual({ model, prompt: 'hi', max_tokens: 16, cache_salt: expect.stringMatching(/^[\w-]{43}$/) });
     await fetch(`${mounted.url}/v1/tokenize`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${keys[0]!.key}` },

@@ -7,6 +7,7 @@ import {
   serviceUnavailable,
   type Middleware,
   type RequestContext,
+  type TeraError,
 } from '@tera-gw/core';
 import { FlowScheduler, type BandDepth, type QueueLimits, type Refusal } from './scheduler.js';
 
@@ -116,11 +117,12 @@ export function admission(options: AdmissionOptions): AdmissionStage {
   };
 
   const start = (ctx: RequestContext, res: Waiting['res'], next: () => void, queuedAt: number | undefined) => {
+    ctx.reservation?.settle();
     const reservation = pool.reserve();
     ctx.reservation = reservation;
     ctx.cleanups.push(() => reservation.settle());
     dispatchTimes[dispatches++ % RATE_SAMPLES] = performance.now();
-    const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
+    const waited = (ctx.queueMs ?? 0) + (queuedAt === undefined ? 0 : performance.now() - queuedAt);
     ctx.queueMs = waited;
     if (!res.headersSent) res.setHeader('X-Tera-Queue-Ms', String(Math.round(waited)));
     if (queuedAt !== undefined) recordEvent(ctx, 'tera.admission.dispatched', { 'tera.queue.ms': Math.round(waited) });
@@ -136,14 +138,11 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     next();
   };
 
-  const refuse = (res: Waiting['res'], ctx: RequestContext, why: 'sheddable' | 'pool_down' | Refusal | 'timeout', priority: number) => {
+  const refusal = (ctx: RequestContext, why: 'sheddable' | 'pool_down' | Refusal | 'timeout', priority: number): TeraError => {
     const seconds = retryAfter(scheduler.ahead(priority));
     recordEvent(ctx, 'tera.admission.refused', { 'tera.reason': why, 'tera.priority': priority });
     if (pool.down())
-      return sendError(
-        res,
-        serviceUnavailable('No openai/gpt-oss-20b replica is available right now; retry after the Retry-After seconds.', seconds),
-      );
+      return serviceUnavailable('No openai/gpt-oss-20b replica is available right now; retry after the Retry-After seconds.', seconds);
     const reason =
       why === 'sheddable'
         ? `this request's priority (${priority}) is sheddable, so it is refused instead of queued`
@@ -152,13 +151,10 @@ export function admission(options: AdmissionOptions): AdmissionStage {
           : why === 'flow_full'
             ? 'too many of your requests are already queued'
             : 'the queue is full';
-    sendError(
-      res,
-      rateLimitError(
-        `openai/gpt-oss-20b is at capacity and ${reason}. Retry after the Retry-After seconds.`,
-        seconds,
-        why === 'timeout' ? 'queue_timeout' : why === 'sheddable' ? 'pool_full' : 'queue_full',
-      ),
+    return rateLimitError(
+      `openai/gpt-oss-20b is at capacity and ${reason}. Retry after the Retry-After seconds.`,
+      seconds,
+      why === 'timeout' ? 'queue_timeout' : why === 'sheddable' ? 'pool_full' : 'queue_full',
     );
   };
 
@@ -179,6 +175,75 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     });
   };
   const unsubscribe = pool.onChange(pump);
+
+  interface Flow {
+    priority: number;
+    fairnessId: string;
+    bytes: number;
+  }
+
+  /**
+   * Admits the request now when the pool has room and nobody waits, else queues it in its flow;
+   * `go` runs once admitted (or sent to overflow), `refused` with the error to answer otherwise.
+   * A retried attempt enters again (`retry`): it is more work for the pool, so it waits its turn
+   * like a new request, and is never sent to overflow (its first attempt ran in the pool).
+   */
+  const enter = (
+    ctx: RequestContext,
+    res: Waiting['res'],
+    flow: Flow,
+    go: () => void,
+    refused: (error: TeraError) => void,
+    retry: boolean,
+  ) => {
+    const { priority } = flow;
+    if (scheduler.size === 0 && pool.room() > 0) return start(ctx, res, go, undefined);
+    const overflowing = options.overflow && !retry ? options.overflow : undefined;
+    if (overflowing && overflowing.afterMs <= 0) return overflow(ctx, res, go, undefined, 'pool_full');
+    // No replica up at all: nothing to wait for that is known to come back soon (a vLLM restart
+    // takes minutes), so the answer is at once; requests already queued keep their wait limit.
+    if (pool.down()) {
+      if (overflowing) return overflow(ctx, res, go, undefined, 'pool_down');
+      return refused(refusal(ctx, 'pool_down', priority));
+    }
+    if (priority < 0) {
+      if (overflowing) return overflow(ctx, res, go, undefined, 'sheddable');
+      return refused(refusal(ctx, 'sheddable', priority));
+    }
+    const queuedAt = performance.now();
+    const waitLimit = maxWait(priority);
+    const overflowAfter = overflowing?.afterMs;
+    const timeoutMs = overflowAfter !== undefined ? Math.min(overflowAfter, waitLimit) : waitLimit;
+    const body = ctx.body;
+    const cost = fairnessByTokens
+      ? (ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)) +
+        (body?.max_completion_tokens ?? body?.max_tokens ?? outputEstimate)
+      : 1;
+    const waiting = { ctx, res, next: go } as Waiting;
+    const queued = scheduler.enqueue(waiting, { fairnessId: flow.fairnessId, priority, bytes: flow.bytes, cost, at: queuedAt });
+    if (typeof queued === 'string') {
+      if (overflowing) return overflow(ctx, res, go, undefined, queued);
+      return refused(refusal(ctx, queued, priority));
+    }
+    recordEvent(ctx, retry ? 'tera.admission.requeued' : 'tera.admission.queued', {
+      'tera.priority': priority,
+      'tera.queue.ahead': scheduler.ahead(priority) - 1,
+    });
+    waiting.onAbort = () => {
+      // The client left while waiting: out of the queue at once, nothing reaches a replica.
+      clearTimeout(waiting.timer);
+      scheduler.remove(queued);
+    };
+    ctx.signal.addEventListener('abort', waiting.onAbort, { once: true });
+    waiting.timer = setTimeout(() => {
+      if (!scheduler.remove(queued)) return;
+      ctx.signal.removeEventListener('abort', waiting.onAbort);
+      if (overflowAfter !== undefined) return overflow(ctx, res, go, queuedAt, 'waited');
+      ctx.queueMs = (ctx.queueMs ?? 0) + performance.now() - queuedAt;
+      refused(refusal(ctx, 'timeout', priority));
+    }, timeoutMs);
+    pump();
+  };
 
   const handler: Middleware = function admissionStage(req, res, next) {
     const ctx = context(req, res);
@@ -204,55 +269,20 @@ export function admission(options: AdmissionOptions): AdmissionStage {
         fairnessId = `${fairnessId}\u0000${named}`;
       }
     }
-    const go = () => next();
-    if (scheduler.size === 0 && pool.room() > 0) return start(ctx, res, go, undefined);
-    if (options.overflow && options.overflow.afterMs <= 0) return overflow(ctx, res, go, undefined, 'pool_full');
-    // No replica up at all: nothing to wait for that is known to come back soon (a vLLM restart
-    // takes minutes), so the answer is at once; requests already queued keep their wait limit.
-    if (pool.down()) {
-      if (options.overflow) return overflow(ctx, res, go, undefined, 'pool_down');
-      return refuse(res, ctx, 'pool_down', priority);
-    }
-    if (priority < 0) {
-      if (options.overflow) return overflow(ctx, res, go, undefined, 'sheddable');
-      return refuse(res, ctx, 'sheddable', priority);
-    }
-    const queuedAt = performance.now();
-    const waitLimit = maxWait(priority);
-    const overflowAfter = options.overflow?.afterMs;
-    const timeoutMs = overflowAfter !== undefined ? Math.min(overflowAfter, waitLimit) : waitLimit;
-    const body = ctx.body;
-    const cost = fairnessByTokens
-      ? (ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)) +
-        (body?.max_completion_tokens ?? body?.max_tokens ?? outputEstimate)
-      : 1;
-    const waiting = { ctx, res, next: go } as Waiting;
-    const queued = scheduler.enqueue(waiting, {
-      fairnessId,
-      priority,
-      bytes: Number(req.headers['content-length'] ?? 0) || (ctx.promptTokenEstimate ?? 0),
-      cost,
-      at: queuedAt,
-    });
-    if (typeof queued === 'string') {
-      if (options.overflow) return overflow(ctx, res, go, undefined, queued);
-      return refuse(res, ctx, queued, priority);
-    }
-    recordEvent(ctx, 'tera.admission.queued', { 'tera.priority': priority, 'tera.queue.ahead': scheduler.ahead(priority) - 1 });
-    waiting.onAbort = () => {
-      // The client left while waiting: out of the queue at once, nothing reaches a replica.
-      clearTimeout(waiting.timer);
-      scheduler.remove(queued);
-    };
-    ctx.signal.addEventListener('abort', waiting.onAbort, { once: true });
-    waiting.timer = setTimeout(() => {
-      if (!scheduler.remove(queued)) return;
-      ctx.signal.removeEventListener('abort', waiting.onAbort);
-      if (overflowAfter !== undefined) return overflow(ctx, res, go, queuedAt, 'waited');
-      ctx.queueMs = performance.now() - queuedAt;
-      refuse(res, ctx, 'timeout', priority);
-    }, timeoutMs);
-    pump();
+    const flow: Flow = { priority, fairnessId, bytes: Number(req.headers['content-length'] ?? 0) || (ctx.promptTokenEstimate ?? 0) };
+    ctx.readmit = () =>
+      new Promise<void>((resolve, reject) => {
+        if (ctx.overflow) return resolve();
+        enter(ctx, res, flow, resolve, reject, true);
+      });
+    enter(
+      ctx,
+      res,
+      flow,
+      () => next(),
+      (error) => sendError(res, error),
+      false,
+    );
   };
 
   return Object.assign(handler, {

@@ -111,6 +111,11 @@ export interface RequestContext {
    * the replica reported any): cleanups (limiter reconciliation, the usage record) wait for it.
    */
   usagePending?: Promise<void>;
+  /**
+   * Tokens the request consumed beyond the usage it is billed (attempts retried after the model's
+   * output failed, a stored response read back), for the limiter's reconciliation only.
+   */
+  consumedTokens?: number;
   /** What was left of the key's budget when this request was admitted (set by `budgets()`), for the remaining-budget gauge. */
   budgetRemaining?: { usd?: number; tokens?: number };
   /** Why the request ended without its answer reaching the caller in full, e.g. `client_closed_mid_stream`. */
@@ -121,6 +126,11 @@ export interface RequestContext {
    * the upstream counts it in flight on a replica (or it ends): settled by whichever comes first.
    */
   reservation?: { settle(): void };
+  /**
+   * Set by admission: waits for the pool's room again before a retried attempt (a retry is more
+   * work for the pool, so it takes its turn like a new request). Rejects with the error to answer.
+   */
+  readmit?: () => Promise<void>;
   /** Milliseconds the request waited in the admission queue (0 when it went straight through); absent without admission. */
   queueMs?: number;
   /** Set by admission: the pool is full, so the upstream sends this request to its overflow provider. */
@@ -222,6 +232,13 @@ export function createContext(signal: AbortSignal = new AbortController().signal
 /** Runs the context's cleanups now (once); for contexts made with `createContext`. */
 export function finishContext(ctx: RequestContext): void {
   runCleanups(ctx);
+}
+
+/** The id limits, budgets, stored responses and usage records file a request under when no key authenticated it (`auth: false`). */
+export const ANONYMOUS_KEY_ID = 'anonymous';
+
+export function keyIdOf(ctx: RequestContext): string {
+  return ctx.key?.id ?? ANONYMOUS_KEY_ID;
 }
 
 export function recordEvent(ctx: RequestContext, name: string, attributes?: RequestEvent['attributes']): void {

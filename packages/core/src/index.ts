@@ -35,6 +35,8 @@ export {
   createContext,
   finishContext,
   recordEvent,
+  keyIdOf,
+  ANONYMOUS_KEY_ID,
   type AttemptRecord,
   type RequestEvent,
   newRequestId,

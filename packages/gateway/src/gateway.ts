@@ -17,6 +17,7 @@ import {
   GPT_OSS_20B,
   GPT_OSS_20B_INFO,
   type Middleware,
+  type RequestContext,
 } from '@tera-gw/core';
 import { budgets, MemoryStore, rateLimit } from '@tera-gw/rate-limit';
 import { harmony } from '@tera-gw/harmony';
@@ -128,48 +129,77 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
           ...options.responses,
           validation: { ...options.validation, aliases },
         });
-  /** The chat pipeline; the Responses API enters it with its own reading of the request in validate()'s place. */
-  const pipeline = (read: Middleware) =>
+  const limiter = (cost?: (ctx: RequestContext) => number) =>
+    options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore, ...(cost ? { cost } : {}) });
+  const requestLimiter = limiter();
+  const scopeStage = pick('scope', options.auth === false ? undefined : scope());
+  const telemetryOn = pick('telemetry', telemetryStage);
+  /** The checks whose cost grows with the request (schema limits, an exact prompt count), once the cheap guards passed. */
+  const caps: Middleware = function costlyChecks(req, res, next) {
+    const ctx = context(req, res);
+    const checks = ctx.costlyChecks;
+    if (!checks) return next();
+    ctx.costlyChecks = undefined;
+    checks().then(() => next(), next);
+  };
+  /**
+   * Every route that costs a replica or the gateway real work runs the same guards in the same
+   * order (ARCHITECTURE.md): telemetry, auth, the route's own reading of the request, scope,
+   * limiter, budget, admission, caps; then what serves it. A guard with nothing to do for a route
+   * passes (a budget only holds what the request can cost).
+   */
+  const guarded = (
+    read: Middleware,
+    serve: ReadonlyArray<Middleware | undefined>,
+    guards: { limiter?: Middleware | undefined; replica?: boolean } = {},
+  ) =>
     compose(
       [
-        pick('telemetry', telemetryStage),
+        telemetryOn,
         authStage,
         read,
-        pick('scope', options.auth === false ? undefined : scope()),
-        pick('rateLimit', options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore })),
-        budgetStage,
-        admissionStage,
-        pick('harmony', options.harmony === false ? undefined : harmony()),
-        options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
-        options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
-        upstream,
+        scopeStage,
+        'limiter' in guards ? guards.limiter : requestLimiter,
+        guards.replica === false ? undefined : budgetStage,
+        guards.replica === false ? undefined : admissionStage,
+        caps,
+        ...serve,
       ].filter((s): s is Middleware => s !== undefined),
     );
-  const chat = pipeline(validate({ ...options.validation, aliases, deferCostlyChecks: true }));
+  /** Response stages, then the upstream: what serves chat and the Responses API. */
+  const chatServing = [
+    pick('harmony', options.harmony === false ? undefined : harmony()),
+    options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
+    options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
+    upstream,
+  ];
+  const chat = guarded(validate({ ...options.validation, aliases, deferCostlyChecks: true }), chatServing);
   const raw = options.passthrough?.length
     ? passthrough({
         paths: options.passthrough,
         upstream,
-        apiKey: options.upstream?.apiKey,
         model: GPT_OSS_20B,
+        aliases,
         maxBodyBytes: options.validation?.maxBodyBytes,
         retryAfterSeconds: options.upstream?.retryAfterSeconds,
+        maxAttempts: options.upstream?.maxAttempts,
+        forwardTraceparent: (options.upstream?.forwardHeaders ?? ['traceparent']).includes('traceparent'),
       })
     : undefined;
-  // Pass-through requests hold a lease in the same store as chat (one concurrency limit per key); they reserve no output tokens.
-  const passthroughStages = raw
-    ? compose(
-        [
-          authStage,
-          raw.check,
-          options.rateLimit === false ? undefined : rateLimit({ ...options.rateLimit, store: limiterStore, outputReservation: 1 }),
-          raw.proxy,
-        ].filter((s): s is Middleware => s !== undefined),
-      )
+  // Pass-through requests take the same guards as chat: one concurrency limit per key, budgets, admission, the output cap.
+  const passthroughStages = raw ? guarded(raw.read, [raw.proxy]) : undefined;
+  const responsesCreate = responsesStage ? guarded(responsesStage.create, chatServing) : undefined;
+  // Counting tokens is the gateway's own work, weighed by what it reads (no output, no replica).
+  const inputTokens = responsesStage
+    ? guarded(responsesStage.inputTokens.read, [responsesStage.inputTokens.count], {
+        limiter: limiter((ctx) => Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)),
+        replica: false,
+      })
     : undefined;
-  const responsesCreate = responsesStage ? pipeline(responsesStage.create) : undefined;
-  const responsesRoutes = responsesStage
-    ? compose([authStage, responsesStage.routes].filter((s): s is Middleware => s !== undefined))
+  // Reads of stored responses weigh one token at admission and what they return once answered.
+  const readLimiter = limiter(() => 1);
+  const storedRoutes = responsesStage
+    ? compose([authStage, readLimiter, responsesStage.stored].filter((s): s is Middleware => s !== undefined))
     : undefined;
   const models = modelsHandler([
     GPT_OSS_20B_INFO,
@@ -210,7 +240,8 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     if (req.method === 'POST' && path === '/chat/completions') return admit(req, res, next, chat);
     if (responsesCreate && req.method === 'POST' && (path === '/responses' || path === '/responses/'))
       return admit(req, res, next, responsesCreate);
-    if (responsesRoutes && path.startsWith('/responses/')) return responsesRoutes(req, res, () => fallback(req, res, next));
+    if (inputTokens && req.method === 'POST' && path === '/responses/input_tokens') return admit(req, res, next, inputTokens);
+    if (storedRoutes && path.startsWith('/responses/') && path !== '/responses/input_tokens') return admit(req, res, next, storedRoutes);
     if (passthroughStages && req.method === 'POST' && raw!.served.has(path)) return admit(req, res, next, passthroughStages);
     models(req, res, () => fallback(req, res, next));
   };

@@ -28,7 +28,7 @@ export interface GatewayOptions {
   /** API keys: a list (keys in clear or SHA-256) or a KeyStore of yours; `false` turns auth off (then put your own before the gateway). */
   auth: false | { keys?: KeyEntry[]; keyStore?: KeyStore };
   /** The limiter (`@tera-gw/rate-limit`), or `false`. */
-  rateLimit?: RateLimitOptions | false;
+  rateLimit?: Omit<RateLimitOptions, 'cost'> | false;
   /** Spend budgets of keys that have one (`@tera-gw/rate-limit`'s `budgets()`; memory store by default), or `false`. */
   budgets?: Omit<BudgetOptions, 'prices'> | false;
   /**

@@ -215,7 +215,9 @@ export function budgets(options: BudgetOptions = {}): Middleware {
     if (!key || !limits || (limits.usd === undefined && limits.tokens === undefined)) return next();
     const at = now();
     const period = budgetPeriod(limits.period, at);
-    const prompt = ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4);
+    // What the request can cost at most, as the replica will see it: a token is at least one byte,
+    // so the bytes (stored items expanded) bound the prompt until it was counted.
+    const prompt = ctx.promptTokens ?? ctx.promptTokenEstimate ?? 0;
     const output = ctx.body?.max_completion_tokens ?? ctx.body?.max_tokens ?? reservation;
     const request: ReserveRequest = {
       period: period.id,

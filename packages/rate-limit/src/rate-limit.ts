@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { context, rateLimitError, recordEvent, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
+import { context, keyIdOf, rateLimitError, recordEvent, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
 import { MemoryStore } from './memory-store.js';
 import { throttledWarn, type AcquireRequest, type LimitState, type Store } from './store.js';
 
@@ -18,6 +18,11 @@ export interface RateLimitOptions {
   onStoreError?: 'open' | 'closed';
   /** Where store failures are reported. @defaultValue console.warn, at most once a minute */
   log?: (message: string) => void;
+  /**
+   * Tokens a request is charged at admission, for routes that weigh something else than a
+   * generation (counting a prompt, reading a stored response). @defaultValue `admissionCost`
+   */
+  cost?: (ctx: RequestContext) => number;
 }
 
 function validatePositive(name: string, value: number | undefined): void {
@@ -68,11 +73,11 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
 
   return function limit(req, res, next) {
     const ctx = context(req, res);
-    const keyId = ctx.key?.id ?? 'anonymous';
+    const keyId = keyIdOf(ctx);
     const concurrency = ctx.key?.limits?.concurrency ?? defaults.concurrency;
     const tokensPerSecond = ctx.key?.limits?.tokensPerSecond ?? defaults.tokensPerSecond;
     const request: AcquireRequest = {
-      cost: admissionCost(ctx, reservation),
+      cost: options.cost ? options.cost(ctx) : admissionCost(ctx, reservation),
       concurrency,
       tokensPerSecond,
       burst: tokensPerSecond * burstSeconds,
@@ -97,8 +102,9 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
         ctx.cleanups.push(() => {
           if (released) return;
           released = true;
-          // Reconcile to the real total when the upstream reported it; otherwise keep the admission charge.
-          const adjust = ctx.usage ? ctx.usage.total_tokens - request.cost : 0;
+          // Reconcile to the real total when the upstream reported it (otherwise keep the admission charge), plus what
+          // the request consumed without billing it (attempts retried after the model's output failed, a stored read).
+          const adjust = (ctx.usage ? ctx.usage.total_tokens - request.cost : 0) + (ctx.consumedTokens ?? 0);
           store
             .release(keyId, result.leaseId, adjust, request)
             .catch((err: unknown) => log(`rate-limit: releasing a lease failed: ${String(err)}`));

@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  DEFAULT_MAX_BODY_BYTES,
   GPT_OSS_20B,
   TeraError,
   context,
   countPromptTokens,
   invalidRequest,
+  keyIdOf,
   modelNotFound,
-  permissionError,
   readJSONBody,
   recordEvent,
   sendJSON,
@@ -23,7 +24,6 @@ import { completionToResponse, ResponsesStreamEncoder, type ResponseSettings } f
 import {
   itemsToMessages,
   normalizeItem,
-  outputAsInput,
   parseResponsesRequest,
   responsesRequestSchema,
   toResponsesParam,
@@ -32,7 +32,7 @@ import {
   type ResponsesRequest,
 } from './request.js';
 import { createSealer, type Sealer } from './seal.js';
-import { MemoryResponseStore, type ResponseStore, type StoredResponse } from './store.js';
+import { MemoryResponseStore, type InputPageQuery, type ResponseStore } from './store.js';
 import type { ResponseObject, StoredInputItem } from './types.js';
 
 export interface ResponsesOptions {
@@ -66,8 +66,18 @@ export interface ResponsesStage {
    * pipeline; every other stage runs as for chat.
    */
   readonly create: Middleware;
-  /** `GET|DELETE /responses/{id}`, `GET /responses/{id}/input_items`, `POST /responses/input_tokens`; after auth. */
-  readonly routes: Middleware;
+  /**
+   * `POST /responses/input_tokens`: `read` checks the request and translates it as `create` does
+   * (the context's body is the chat request), then the gateway's guards run (scope, limiter),
+   * then `count` answers.
+   */
+  readonly inputTokens: { readonly read: Middleware; readonly count: Middleware };
+  /**
+   * `GET|DELETE /responses/{id}`, `GET /responses/{id}/input_items`, `POST /responses/{id}/cancel`,
+   * after auth and the limiter; other paths and methods go to `next()`. A stored response is
+   * served as the JSON text it was stored as, never parsed again.
+   */
+  readonly stored: Middleware;
   /**
    * The translation alone, for in-house gateways that make their own upstream call: a parsed
    * Responses body -> the chat request to send, with `ctx.output` set so that core's
@@ -82,8 +92,8 @@ interface Prepared {
   settings: ResponseSettings;
   /** The conversation the model sees, as stored items: the previous chain's, then this request's. */
   input: StoredInputItem[];
-  /** Bytes the stored history adds to the request body (an upper bound on its tokens). */
-  historyBytes: number;
+  /** Bytes the stored items (`previous_response_id`, each `item_reference`) add to the request body: an upper bound on their tokens. */
+  storedBytes: number;
   droppedTools: string[];
 }
 
@@ -99,41 +109,41 @@ function pathOf(req: IncomingMessage): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-function keyIdOf(ctx: RequestContext): string {
-  return ctx.key?.id ?? 'anonymous';
-}
-
 export function responses(options: ResponsesOptions = {}): ResponsesStage {
   const store = options.store === false ? undefined : (options.store ?? new MemoryResponseStore());
   const sealer: Sealer = createSealer(options.secrets?.length ? options.secrets : [randomBytes(32).toString('base64')]);
   const hostedTools = options.hostedTools ?? 'drop';
   const served = options.validation?.model ?? GPT_OSS_20B;
 
-  async function record(id: string, keyId: string): Promise<StoredResponse> {
-    const found = store ? await store.get(id) : undefined;
-    // Another key's response is not found, never forbidden: its existence is not told.
-    if (!found || found.keyId !== keyId) throw notFound(id);
-    return found;
-  }
+  const maxRequestBytes = options.validation?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  /**
+   * Stored items make a small request large: the expanded request is what the replica reads and
+   * what limits and budgets must hold, so it may be no larger than a request body.
+   */
+  const expanded = (bodyBytes: number, storedBytes: number, param: string) => {
+    if (bodyBytes + storedBytes <= maxRequestBytes) return;
+    throw invalidRequest(
+      `With its stored items (\`previous_response_id\`, \`item_reference\`), this request's input is ${bodyBytes + storedBytes} bytes, more than the ${maxRequestBytes} bytes a request may have. Send fewer or smaller items.`,
+      param,
+      'input_too_large',
+    );
+  };
 
-  async function resolveReference(id: string, keyId: string, where: string): Promise<StoredInputItem> {
-    const owner = store ? await store.responseOfItem(id) : undefined;
-    const found = owner ? await store!.get(owner) : undefined;
-    const item =
-      found && found.keyId === keyId
-        ? (found.input.find((i) => i.id === id) ?? (found.response.output.find((i) => i.id === id) as StoredInputItem | undefined))
-        : undefined;
-    if (!item)
+  async function resolveReference(id: string, keyId: string, where: string): Promise<{ item: StoredInputItem; bytes: number }> {
+    const found = store ? await store.item(keyId, id) : undefined;
+    const item = found?.items[0];
+    if (!found || !item)
       throw invalidRequest(
         store ? `No stored item with id '${id}' was found.` : 'Item references need stored responses, which this gateway does not keep.',
         `${where}.id`,
         'item_not_found',
       );
-    return item;
+    return { item, bytes: found.bytes };
   }
 
-  async function prepare(body: ResponsesRequest, keyId: string): Promise<Prepared> {
+  async function prepare(body: ResponsesRequest, keyId: string, bodyBytes: number): Promise<Prepared> {
     let history: StoredInputItem[] = [];
+    let storedBytes = 0;
     if (body.previous_response_id) {
       if (!store)
         throw invalidRequest(
@@ -141,14 +151,16 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
           'previous_response_id',
           'stored_responses_disabled',
         );
-      const previous = await store.get(body.previous_response_id);
-      if (!previous || previous.keyId !== keyId)
+      const previous = await store.conversation(keyId, body.previous_response_id);
+      if (!previous)
         throw invalidRequest(
           `Previous response with id '${body.previous_response_id}' not found.`,
           'previous_response_id',
           'previous_response_not_found',
         );
-      history = [...previous.input, ...outputAsInput(previous.response.output)];
+      history = previous.items;
+      storedBytes += previous.bytes;
+      expanded(bodyBytes, storedBytes, 'previous_response_id');
     }
     const raw = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? []);
     const open = (sealed: string) => sealer.open(sealed, keyId);
@@ -156,7 +168,14 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     for (let i = 0; i < raw.length; i++) {
       const where = typeof body.input === 'string' ? 'input' : `input[${i}]`;
       const item = normalizeItem(raw[i], where, open);
-      own.push(item.type === 'item_reference' ? await resolveReference(item.id, keyId, where) : item);
+      if (item.type !== 'item_reference') {
+        own.push(item);
+        continue;
+      }
+      const referenced = await resolveReference(item.id, keyId, where);
+      storedBytes += referenced.bytes;
+      expanded(bodyBytes, storedBytes, `${where}.id`);
+      own.push(referenced.item);
     }
 
     const tools = translateTools(body.tools ?? [], hostedTools);
@@ -230,8 +249,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
       logprobs,
       ...(body.include?.includes('reasoning.encrypted_content') ? { seal: (text: string) => sealer.seal(text, keyId) } : {}),
     };
-    const historyBytes = history.length ? Buffer.byteLength(JSON.stringify(history)) : 0;
-    return { chat, settings, input, historyBytes, droppedTools: tools.dropped };
+    return { chat, settings, input, storedBytes, droppedTools: tools.dropped };
   }
 
   /** Chat validation (context length, sampling ranges) on the translated request, its params named in Responses terms. */
@@ -246,7 +264,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
       return new TeraError(err.status, err.type, err.message, { code: err.code, param: toResponsesParam(err), headers: err.headers });
     };
     try {
-      const chat = await validateChatRequest(prepared.chat, bytes + prepared.historyBytes, ctx, {
+      const chat = await validateChatRequest(prepared.chat, bytes + prepared.storedBytes, ctx, {
         ...options.validation,
         unknownFields: 'reject',
         deferCostlyChecks,
@@ -270,7 +288,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     const save = async (response: ResponseObject) => {
       if (!response.store || !store) return;
       try {
-        await store.put({ keyId, response, input: prepared.input });
+        await store.put(keyId, { response, input: prepared.input });
       } catch (err) {
         // The caller still gets the answer; only a later `previous_response_id` on it will fail.
         recordEvent(ctx, 'tera.responses.store_failed', { 'error.type': err instanceof Error ? err.message.slice(0, 200) : 'unknown' });
@@ -298,7 +316,7 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     const body = parseResponsesRequest(value);
     if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
     const keyId = keyIdOf(ctx);
-    const prepared = await prepare(body, keyId);
+    const prepared = await prepare(body, keyId, bytes);
     for (const tool of prepared.droppedTools) recordEvent(ctx, 'tera.responses.hosted_tool_dropped', { 'tera.tool.type': tool });
     const chat = await validateTranslated(prepared, bytes, ctx);
     ctx.output = outputFormat(prepared, keyId, ctx);
@@ -315,30 +333,43 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
       .catch(next);
   };
 
-  async function inputTokens(req: IncomingMessage, ctx: RequestContext): Promise<unknown> {
-    const { value, bytes } = await readJSONBody(req, options.validation?.maxBodyBytes);
-    const withModel = typeof value === 'object' && value !== null && !Array.isArray(value) ? { model: served, ...value } : value;
-    const body = parseResponsesRequest(withModel);
-    const isAlias = body.model !== served && options.validation?.aliases?.[body.model] === served;
-    if (body.model !== served && !isAlias) throw modelNotFound(body.model);
-    const models = ctx.key?.models;
-    if (models && models !== '*' && !models.includes(body.model) && !(isAlias && models.includes(served)))
-      throw permissionError(`This API key is not allowed to use the model '${body.model}'.`);
-    const prepared = await prepare(body, keyIdOf(ctx));
-    const chat = await validateTranslated(prepared, bytes, ctx, false);
-    return { object: 'response.input_tokens', input_tokens: ctx.promptTokens ?? (await countPromptTokens(chat)) };
-  }
+  /** What `input_tokens` counts, left on the context by its read step for the count step. */
+  const toCount = new WeakMap<RequestContext, ChatCompletionRequest>();
 
-  async function route(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<boolean> {
+  const inputTokensRead: Middleware = function responsesInputTokensRead(req, res, next) {
+    const ctx = context(req, res);
+    readJSONBody(req, options.validation?.maxBodyBytes)
+      .then(async ({ value, bytes }) => {
+        // The model may be left out here, unlike in `create`.
+        const withModel = typeof value === 'object' && value !== null && !Array.isArray(value) ? { model: served, ...value } : value;
+        const body = parseResponsesRequest(withModel);
+        if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
+        if (body.model !== served) ctx.requestedModel = body.model;
+        const prepared = await prepare(body, keyIdOf(ctx), bytes);
+        const chat = await validateTranslated(prepared, bytes, ctx, false);
+        toCount.set(ctx, chat);
+        // Scope reads the model here; nothing is sent upstream.
+        ctx.body = chat;
+        next();
+      })
+      .catch(next);
+  };
+
+  const inputTokensCount: Middleware = function responsesInputTokensCount(req, res, next) {
+    const ctx = context(req, res);
+    const chat = toCount.get(ctx);
+    if (!chat) return next(new Error('input_tokens: the read step did not run'));
+    (ctx.promptTokens !== undefined ? Promise.resolve(ctx.promptTokens) : countPromptTokens(chat)).then(
+      (tokens) => sendJSON(res, 200, { object: 'response.input_tokens', input_tokens: tokens }),
+      next,
+    );
+  };
+
+  async function serveStored(req: IncomingMessage, res: ServerResponse, ctx: RequestContext): Promise<boolean> {
     const path = pathOf(req);
     const method = req.method ?? 'GET';
-    if (path === '/responses/input_tokens') {
-      if (method !== 'POST') return false;
-      sendJSON(res, 200, await inputTokens(req, ctx));
-      return true;
-    }
     const match = /^\/responses\/([^/]+)(\/input_items|\/cancel)?\/?$/.exec(path);
-    if (!match) return false;
+    if (!match || match[1] === 'input_tokens') return false;
     let id: string;
     try {
       id = decodeURIComponent(match[1]!);
@@ -349,54 +380,65 @@ export function responses(options: ResponsesOptions = {}): ResponsesStage {
     const sub = match[2];
     if (sub === '/cancel') {
       if (method !== 'POST') return false;
-      await record(id, keyId);
+      if ((await store?.responseText(keyId, id)) === undefined) throw notFound(id);
       throw invalidRequest('Only background responses can be cancelled, and this gateway runs none.', null, 'not_cancellable');
     }
     if (sub === '/input_items') {
       if (method !== 'GET') return false;
-      sendJSON(res, 200, listItems((await record(id, keyId)).input, new URL(req.url ?? '/', 'http://x').searchParams));
+      const page = store ? await store.inputPage(keyId, id, pageQuery(new URL(req.url ?? '/', 'http://x').searchParams)) : undefined;
+      if (page === undefined) throw notFound(id);
+      if (page === 'after_not_found') throw invalidRequest("No item with that id in this response's input.", 'after', 'invalid_value');
+      // The stored items' own JSON, joined: nothing stored is parsed to answer.
+      sendJSONText(
+        res,
+        `{"object":"list","data":[${page.items.join(',')}],"first_id":${JSON.stringify(page.firstId)},"last_id":${JSON.stringify(page.lastId)},"has_more":${page.hasMore}}`,
+        ctx,
+      );
       return true;
     }
     if (method === 'GET') {
-      sendJSON(res, 200, (await record(id, keyId)).response);
+      const text = store ? await store.responseText(keyId, id) : undefined;
+      if (text === undefined) throw notFound(id);
+      sendJSONText(res, text, ctx);
       return true;
     }
     if (method === 'DELETE') {
-      await record(id, keyId);
-      await store!.delete(id);
+      if (!store || !(await store.delete(keyId, id))) throw notFound(id);
       sendJSON(res, 200, { id, object: 'response.deleted', deleted: true });
       return true;
     }
     return false;
   }
 
-  const routes: Middleware = function responsesRoutes(req, res, next) {
+  const stored: Middleware = function responsesStored(req, res, next) {
     const ctx = context(req, res);
-    route(req, res, ctx).then((handled) => {
+    serveStored(req, res, ctx).then((handled) => {
       if (!handled) next();
     }, next);
   };
 
-  return { create, routes, translate, store };
+  return { create, inputTokens: { read: inputTokensRead, count: inputTokensCount }, stored, translate, store };
 }
 
 /** OpenAI's cursor pagination: `limit` (1-100, 20), `order` (`desc` by default), `after` an item id. */
-function listItems(items: readonly StoredInputItem[], query: URLSearchParams): unknown {
+function pageQuery(query: URLSearchParams): InputPageQuery {
   const limitText = query.get('limit');
   const limit = limitText === null ? 20 : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > 100)
     throw invalidRequest("Invalid 'limit': must be an integer from 1 to 100.", 'limit', 'invalid_value');
   const order = query.get('order') ?? 'desc';
   if (order !== 'asc' && order !== 'desc') throw invalidRequest("Invalid 'order': must be 'asc' or 'desc'.", 'order', 'invalid_value');
-  let ordered = order === 'asc' ? [...items] : [...items].reverse();
-  const after = query.get('after');
-  if (after) {
-    const at = ordered.findIndex((i) => i.id === after);
-    if (at === -1) throw invalidRequest(`No item with id '${after}' in this response's input.`, 'after', 'invalid_value');
-    ordered = ordered.slice(at + 1);
-  }
-  const data = ordered.slice(0, limit);
-  return { object: 'list', data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: ordered.length > limit };
+  return { limit, order, after: query.get('after') || undefined };
+}
+
+/** A JSON text answered as it is; what it weighs is charged to the key's token rate (about 4 bytes a token). */
+function sendJSONText(res: ServerResponse, text: string, ctx: RequestContext): void {
+  const bytes = Buffer.byteLength(text);
+  ctx.consumedTokens = (ctx.consumedTokens ?? 0) + Math.ceil(bytes / 4);
+  res.statusCode = 200;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', bytes);
+  res.end(text);
 }
 
 export { responsesRequestSchema };

@@ -235,7 +235,6 @@ describe('the stream encoder', () => {
 
 describe('the memory store', () => {
   const record = (id: string, size: number) => ({
-    keyId: 'k',
     response: {
       ...base(),
       id,
@@ -245,33 +244,60 @@ describe('the memory store', () => {
       { id: `in_${id}`, type: 'message', role: 'user', content: [{ type: 'input_text', text: 'x'.repeat(size) }] } as StoredInputItem,
     ],
   });
+  const stored = async (store: MemoryResponseStore, key: string, id: string) => {
+    const text = await store.responseText(key, id);
+    return text === undefined ? undefined : (JSON.parse(text) as ResponseObject);
+  };
   it('keeps at most maxBytes, dropping the oldest first, items with their response', async () => {
     const store = new MemoryResponseStore({ maxBytes: 3000 });
-    await store.put(record('a', 1000));
-    await store.put(record('b', 1000));
-    expect(await store.responseOfItem('in_a')).toBe('a');
-    await store.put(record('c', 1000));
-    expect(await store.get('a')).toBeUndefined();
-    expect(await store.responseOfItem('in_a')).toBeUndefined();
-    expect(await store.responseOfItem('msg_a')).toBeUndefined();
-    expect((await store.get('b'))?.response.id).toBe('b');
-    expect((await store.get('c'))?.response.id).toBe('c');
+    await store.put('k', record('a', 1000));
+    await store.put('k', record('b', 1000));
+    expect((await store.item('k', 'in_a'))?.items[0]?.id).toBe('in_a');
+    await store.put('k', record('c', 1000));
+    expect(await stored(store, 'k', 'a')).toBeUndefined();
+    expect(await store.item('k', 'in_a')).toBeUndefined();
+    expect(await store.item('k', 'msg_a')).toBeUndefined();
+    expect((await stored(store, 'k', 'b'))?.id).toBe('b');
+    expect((await stored(store, 'k', 'c'))?.id).toBe('c');
   });
   it('forgets responses after the TTL; a record over the size bound is not kept', async () => {
     const store = new MemoryResponseStore({ ttlMs: 20, maxRecordBytes: 500 });
-    await store.put(record('a', 10));
-    await store.put(record('big', 1000));
-    expect(await store.get('a')).toBeDefined();
-    expect(await store.get('big')).toBeUndefined();
+    await store.put('k', record('a', 10));
+    await store.put('k', record('big', 1000));
+    expect(await stored(store, 'k', 'a')).toBeDefined();
+    expect(await stored(store, 'k', 'big')).toBeUndefined();
     await new Promise((r) => setTimeout(r, 40));
-    expect(await store.get('a')).toBeUndefined();
+    expect(await stored(store, 'k', 'a')).toBeUndefined();
   });
-  it('hands out copies: changing what get() returned changes nothing stored', async () => {
+  it('hands out copies: changing what conversation() returned changes nothing stored', async () => {
     const store = new MemoryResponseStore();
-    await store.put(record('a', 1));
-    const got = (await store.get('a'))!;
-    got.response.output.length = 0;
-    expect((await store.get('a'))!.response.output).toHaveLength(1);
+    await store.put('k', record('a', 1));
+    const got = (await store.conversation('k', 'a'))!;
+    got.items.length = 0;
+    expect((await store.conversation('k', 'a'))!.items).toHaveLength(2);
+  });
+  it("a key's quota evicts its own oldest responses, never another key's; ids are per key", async () => {
+    const store = new MemoryResponseStore({ maxBytes: 20_000, perKey: { maxBytes: 6000, maxResponses: 3 } });
+    await store.put('quiet', record('q1', 1000));
+    for (let i = 0; i < 10; i++) await store.put('flood', record(`f${i}`, 1500));
+    expect(await stored(store, 'quiet', 'q1')).toBeDefined();
+    // The flood kept at most its quota: its newest three.
+    const kept: string[] = [];
+    for (let i = 0; i < 10; i++) if (await stored(store, 'flood', `f${i}`)) kept.push(`f${i}`);
+    expect(kept).toEqual(['f7', 'f8', 'f9']);
+    // The same client-chosen item id under two keys: each key resolves its own.
+    const mine = record('m', 5);
+    const theirs = record('t', 7);
+    mine.input[0]!.id = 'msg_shared_1';
+    theirs.input[0]!.id = 'msg_shared_1';
+    await store.put('quiet', mine);
+    await store.put('flood', theirs);
+    const resolved = (await store.item('quiet', 'msg_shared_1'))!.items[0] as { content: Array<{ text: string }> };
+    expect(resolved.content[0]!.text).toBe('x'.repeat(5));
+    expect(await store.item('nobody', 'msg_shared_1')).toBeUndefined();
+    // Over the store's own bound, the key holding the most gives up its oldest.
+    for (let i = 0; i < 6; i++) await store.put(`key${i}`, record(`r${i}`, 4000));
+    expect(await stored(store, 'quiet', 'q1')).toBeDefined();
   });
 });
 
@@ -312,8 +338,8 @@ describe('in-house use: translate() then core transformSSE', () => {
     const response = completed.response as ResponseObject;
     expect(response.output.map((i) => i.type)).toEqual(['reasoning', 'message']);
     expect(response.usage).toMatchObject({ input_tokens: 9, output_tokens: 3, output_tokens_details: { reasoning_tokens: 2 } });
-    const stored = await stage.store!.get(response.id);
-    expect(stored?.keyId).toBe('in-house');
-    expect(stored?.response.output).toEqual(response.output);
+    const stored = await stage.store!.responseText('in-house', response.id);
+    expect((JSON.parse(stored!) as ResponseObject).output).toEqual(response.output);
+    expect(await stage.store!.responseText('someone-else', response.id)).toBeUndefined();
   });
 });

@@ -272,7 +272,7 @@ describe('prefix blocks at every length', () => {
   it('in a fresh process, a first long message of odd length hashes without throwing, and later prompts still differ', async () => {
     // The scratch buffer is module state: a fresh copy of the module meets the first growth.
     vi.resetModules();
-    const fresh = (await import('../src/prefix.js'));
+    const fresh = await import('../src/prefix.js');
     const huge = 'a'.repeat(200_001);
     expect(fresh.prefixBlocks({ messages: [{ role: 'user', content: huge }] }, 64, 1 << 20)).toEqual(reference([asMessage(huge)], 64));
     const one = fresh.prefixBlocks({ messages: [{ role: 'user', content: 'What is the capital of France?' }] }, 64, 64);
@@ -283,7 +283,7 @@ describe('prefix blocks at every length', () => {
 
   it('equals the oracle for any length from 0 to 100k characters, odd byte counts and multibyte text included', async () => {
     vi.resetModules();
-    const fresh = (await import('../src/prefix.js'));
+    const fresh = await import('../src/prefix.js');
     const alphabet = ['a', 'é', '€', '😀', ' ', '\n', 'z'];
     fc.assert(
       fc.property(

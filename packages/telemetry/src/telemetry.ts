@@ -14,7 +14,16 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { GPT_OSS_20B, PRICE_PER_MILLION, context, costUSD, type ChatTransform, type Middleware, type RequestContext } from '@tera-gw/core';
+import {
+  GPT_OSS_20B,
+  PRICE_PER_MILLION,
+  context,
+  costUSD,
+  keyIdOf,
+  type ChatTransform,
+  type Middleware,
+  type RequestContext,
+} from '@tera-gw/core';
 import { ATTR, DURATION_BUCKETS, METRIC, OPERATION_CHAT, PER_TOKEN_BUCKETS, PROVIDER, TOKEN_BUCKETS, latestOnly } from './semconv.js';
 
 /** One finished request, once, with its real token counts and their cost. */
@@ -330,7 +339,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
     duration.record(seconds, outcomeAttrs);
     if (ctx.queueMs !== undefined) queueTime.record(ctx.queueMs / 1000, { 'tera.served_by': ctx.servedBy ?? 'pool' });
     // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
-    const keyId = ctx.key?.id ?? 'anonymous';
+    const keyId = keyIdOf(ctx);
     requests.add(1, `${ending.requestModel}\u0000${failure ?? ''}\u0000${status}\u0000${keyId}\u0000${aborted ? 1 : 0}`, () => ({
       ...outcomeAttrs,
       [ATTR.httpStatus]: status,
@@ -354,7 +363,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
   }
 
   function recordKeyMetrics(ctx: RequestContext): void {
-    const keyId = ctx.key?.id ?? 'anonymous';
+    const keyId = keyIdOf(ctx);
     const usage = ctx.usage;
     const cost = usage ? costUSD(usage, prices) : 0;
     if (usage) {

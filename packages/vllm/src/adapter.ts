@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { UpstreamFault, type BreakerOptions, type BreakerState } from '@tera-gw/circuit-breaker';
 import { loadTokenizer, type Middleware, type RequestContext } from '@tera-gw/core';
 import { createRouter, leastRequest, type Router } from '@tera-gw/router';
-import { ClientGone, type Timeouts } from './attempt.js';
+import { ClientGone, sendAttempt, type Attempt, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
 import { cacheSalter } from './cache-salt.js';
@@ -91,14 +91,24 @@ export interface VllmAdapter extends Middleware {
   readonly close: () => void;
   /**
    * A replica for a raw pass-through request (`/tokenize`...): ready, breaker not open, fewest in
-   * flight. `release` ends its in-flight count; `release(fault)` also counts a replica fault
-   * (connect error, reset, 5xx) against its breaker. Undefined when none is available.
+   * flight, none of `exclude`. `send` makes the request on the adapter's own connections, with
+   * only the headers given (plus the upstream key); `release` ends its in-flight count, and
+   * `release(fault)` also counts a connection-level fault against its breaker. Undefined when none
+   * is available.
    */
-  readonly pickReplica: () => { readonly base: string; readonly release: (fault?: string) => void } | undefined;
+  readonly pickReplica: (exclude?: ReadonlySet<string>) => PickedReplica | undefined;
+  /** The adapter's timeouts, for callers that read an answer themselves. */
+  readonly timeouts: Readonly<Timeouts>;
   /** The `cache_salt` this request's tenant gets (per `cacheIsolation`), for raw pass-through bodies; undefined with `'none'`. */
   readonly cacheSalt: (ctx: RequestContext, callerSalt?: string) => string | undefined;
   /** Room in the pool, for `@tera-gw/admission`: replicas' capacity (configured or learned) minus what runs there. */
   readonly pool: UpstreamPool;
+}
+
+export interface PickedReplica {
+  readonly base: string;
+  send(path: string, payload: Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<Attempt>;
+  release(fault?: UpstreamFault): void;
 }
 
 /** The pool as the admission stage sees it (structurally `@tera-gw/admission`'s `AdmissionPool`). */
@@ -240,22 +250,26 @@ export function vllm(options: VllmOptions): VllmAdapter {
     ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
     replicas: () => replicas.map((r) => r.status()),
     cacheSalt: (ctx: RequestContext, callerSalt?: string) => cacheSalt(ctx, callerSalt),
-    pickReplica: () => {
-      const replica = leastRequest(candidates());
+    pickReplica: (exclude?: ReadonlySet<string>) => {
+      const replica = leastRequest(candidates().filter((r) => !exclude?.has(r.id)));
       if (!replica) return undefined;
       replica.inFlight++;
       let released = false;
+      const headers: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};
       return {
         base: replica.id,
-        release: (fault?: string) => {
+        send: (path: string, payload: Buffer, callerHeaders: Record<string, string>, signal: AbortSignal) =>
+          sendAttempt(replica, payload, { ...callerHeaders, ...headers }, timeouts, signal, path),
+        release: (fault?: UpstreamFault) => {
           if (released) return;
           released = true;
           replica.inFlight--;
-          if (fault) replica.breaker.recordFailure(new UpstreamFault('reset', fault));
+          if (fault) replica.breaker.recordFailure(fault);
           roomMayHaveGrown();
         },
       };
     },
+    timeouts,
     pool,
     close: () => {
       monitor.stop();

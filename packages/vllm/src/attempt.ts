@@ -46,6 +46,7 @@ export function sendAttempt(
   headers: Record<string, string>,
   timeouts: Timeouts,
   signal: AbortSignal,
+  path = '/v1/chat/completions',
 ): Promise<Attempt> {
   return new Promise((resolve, reject) => {
     if (signal.aborted) return reject(new ClientGone());
@@ -56,7 +57,7 @@ export function sendAttempt(
       agent: replica.agent,
       hostname: replica.url.hostname,
       port: replica.url.port,
-      path: `${replica.basePath}/v1/chat/completions`,
+      path: `${replica.basePath}${path}`,
       method: 'POST',
       headers: { ...headers, 'content-length': payload.length },
     });

@@ -1,5 +1,6 @@
-export { vllm, type VllmAdapter, type VllmOptions, type AdapterEvents } from './adapter.js';
-export { ClientGone, type Timeouts } from './attempt.js';
+export { vllm, type VllmAdapter, type VllmOptions, type AdapterEvents, type PickedReplica } from './adapter.js';
+export { ClientGone, readResponse, type Attempt, type Timeouts } from './attempt.js';
 export { parseVllmMetrics, type HealthOptions } from './health.js';
 export type { ReplicaState, ReplicaStatus } from './replica.js';
 export { classifyUpstreamError, ModelOutputFailure, RequestFailure, type ModelFailureKind, type UpstreamVerdict } from './outcome.js';
+export { UpstreamFault } from '@tera-gw/circuit-breaker';

@@ -128,8 +128,19 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     /** An error answer, or one error event when an earlier attempt already started the stream. */
     const answer = (error: TeraError) => (stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
 
+    // A retry after the model's output failed takes its turn in admission again, once this attempt's slot is free.
+    let readmit = false;
     while (outcome.attempts < maxAttempts && performance.now() < deadline) {
       if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
+      if (readmit && ctx.readmit) {
+        readmit = false;
+        try {
+          await ctx.readmit();
+        } catch (refused) {
+          return answer(refused instanceof TeraError ? refused : serverError('The retry could not be admitted.', 'upstream_error'));
+        }
+        if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
+      }
       let replica: Replica | undefined;
       if (overflow) {
         const fb = fallback.replica;
@@ -202,6 +213,12 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
           }
           recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': kind, 'tera.attempt': outcome.attempts });
           events.emit('retry', ctx, replica.id, err);
+          // The failed attempt's tokens were processed: they count against the key's rate, though only one attempt is billed.
+          if (ctx.usage) {
+            ctx.consumedTokens = (ctx.consumedTokens ?? 0) + ctx.usage.total_tokens;
+            ctx.usage = undefined;
+          }
+          readmit = true;
           continue;
         }
         const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
