@@ -18,7 +18,6 @@ import {
   UPSTREAM_FAILED_MESSAGE,
   validTraceparent,
   withoutUsageMember,
-  type ChatCompletionRequest,
   type Middleware,
   type RequestContext,
   type Usage,

@@ -229,11 +229,6 @@ export function normalizeItem(raw: unknown, where: string, openSealed: (sealed: 
   }
 }
 
-/** An earlier response's output as input items, to continue its conversation. */
-export function outputAsInput(output: readonly OutputItem[]): StoredInputItem[] {
-  return output.map((item) => ({ ...item }));
-}
-
 // ---- tools -------------------------------------------------------------------------------
 
 export interface ToolTranslation {
