@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { MAX_OUTPUT_TOKENS, invalidRequest, issueToError, type TeraError } from '@tera-gw/core';
 import { newId } from './ids.js';
-import type { OutputItem, StoredInputItem } from './types.js';
+import type { StoredInputItem } from './types.js';
 
 /** Tools OpenAI runs on its own servers; a self-hosted model has none of them. */
 export const HOSTED_TOOL_TYPES: ReadonlySet<string> = new Set([
