@@ -4,8 +4,8 @@ import type { AddressInfo } from 'node:net';
 
 export interface CaptureUpstream {
   url: string;
-  /** Every chat request that reached it, headers and raw body. */
-  requests: Array<{ headers: IncomingHttpHeaders; body: string }>;
+  /** Every request that reached it (health and metrics probes aside): path, headers and raw body. */
+  requests: Array<{ path: string; headers: IncomingHttpHeaders; body: string }>;
   close(): Promise<void>;
 }
 
@@ -27,7 +27,7 @@ const stream = `data: ${JSON.stringify({ id: 'chatcmpl-capture', object: 'chat.c
  */
 export async function startCaptureUpstream(
   /** Answers a chat request itself (a scripted replica); the default answer otherwise. */
-  answer?: (body: string, res: ServerResponse) => void,
+  answer?: (body: string, res: ServerResponse, path: string) => void,
 ): Promise<CaptureUpstream> {
   const requests: CaptureUpstream['requests'] = [];
   const server = createServer((req, res) => {
@@ -39,8 +39,8 @@ export async function startCaptureUpstream(
         res.statusCode = 404;
         return void res.end();
       }
-      requests.push({ headers: req.headers, body });
-      if (answer) return answer(body, res);
+      requests.push({ path: req.url ?? '/', headers: req.headers, body });
+      if (answer) return answer(body, res, req.url ?? '/');
       if (body.includes('"stream":true')) {
         res.writeHead(200, { 'content-type': 'text/event-stream' });
         return void res.end(stream);

@@ -95,7 +95,7 @@ const exampleMain = fileURLToPath(new URL('../../examples/express-gateway/dist/m
 /** The example gateway as its own process (what `pnpm start` runs). */
 export async function spawnGateway(
   env: Record<string, string>,
-): Promise<{ url: string; output: () => string; stop(signal?: NodeJS.Signals): Promise<void> }> {
+): Promise<{ url: string; pid: number; output: () => string; stop(signal?: NodeJS.Signals): Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, [exampleMain], {
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -105,5 +105,10 @@ export async function spawnGateway(
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
   await waitForLine(child, /gateway listening on/, 'express-gateway');
-  return { url: `http://127.0.0.1:${port}`, output: () => output, stop: (signal = 'SIGTERM') => stopChild(child, signal) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    output: () => output,
+    stop: (signal = 'SIGTERM') => stopChild(child, signal),
+  };
 }

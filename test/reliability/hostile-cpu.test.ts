@@ -1,27 +1,23 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { observeTokenizerPieces } from '@tera-gw/core/internal';
 import { createGateway, type Gateway } from '@tera-gw/gateway';
 import { startCaptureUpstream, type CaptureUpstream } from '../helpers/capture-upstream.js';
 
 /**
- * A hostile tenant's payloads, each answered within a fixed CPU budget while the event loop
- * stays responsive for everyone else. Every family here once cost seconds to tens of seconds of
- * the single event loop: a `$ref` chain that doubles at each level, a backtracking `pattern`,
- * token counting on long runs of white space, counting before scope and limits. The budgets
- * are far above what a fixed gateway needs and far below what any of those took.
+ * A hostile tenant's payloads, each answered as it must be, with what bounds its cost asserted
+ * where it is deterministic: a refusal before the work, a check that ran out of steps, counting
+ * that stopped or never started. Every family here once cost seconds to tens of seconds of the
+ * single event loop: a `$ref` chain that doubles at each level, a backtracking `pattern`, token
+ * counting on long runs of white space, counting before scope and limits. What each costs in
+ * CPU and in a bystander's latency is measured by `pnpm bench:hostile`, never timed here.
  */
 const model = 'openai/gpt-oss-20b';
 const KEY = 'sk-tera-hostile-cpu-key';
 const UNSCOPED = 'sk-tera-unscoped-cpu-key';
-// Alone and in CI runs here, every payload below costs at most ~330 ms of CPU and keeps the loop's
-// longest stall under ~60 ms (the figures this suite prints); the ceilings leave room for slower
-// and busier machines while staying far below the seconds each family used to take.
-const CPU_BUDGET_MS = 1000;
-const LOOP_DELAY_BUDGET_MS = 150;
 
 /** What the scripted replica answers next: a tool call with these arguments, or plain text. */
 let nextToolArguments: string | undefined;
@@ -29,7 +25,6 @@ let replica: CaptureUpstream;
 let gateway: Gateway;
 let server: Server;
 let base: string;
-const figures: string[] = [];
 
 beforeAll(async () => {
   replica = await startCaptureUpstream((body, res) => {
@@ -77,7 +72,6 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  console.log(`hostile CPU (budget ${CPU_BUDGET_MS} ms, loop delay ${LOOP_DELAY_BUDGET_MS} ms):\n${figures.join('\n')}`);
   await gateway.close();
   server.closeAllConnections();
   await new Promise((r) => server.close(r));
@@ -92,49 +86,26 @@ function post(key: string, body: unknown): Promise<Response> {
   });
 }
 
-/** Sends the payload while a bystander's small requests run; returns the answer with the CPU and loop delay it cost. */
-async function hostile(name: string, key: string, body: unknown, toolArguments?: string) {
+/** Sends the payload; returns the answer, and the characters the tokenizer was handed while it was served. */
+async function hostile(_name: string, key: string, body: unknown, toolArguments?: string) {
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   nextToolArguments = toolArguments;
-  // Garbage the earlier payloads left is collected first, so a collection is not billed to this one.
-  (globalThis as { gc?: () => void }).gc?.();
-  const loop = monitorEventLoopDelay({ resolution: 5 });
-  let bystanding = true;
-  const bystander = (async () => {
-    let served = 0;
-    while (bystanding) {
-      const res = await fetch(`${base}/models`);
-      await res.arrayBuffer();
-      served++;
-    }
-    return served;
-  })();
-  loop.enable();
-  const cpu = process.cpuUsage();
-  const res = await post(key, text);
-  const answer = (await res.json()) as { error?: { code?: string; type: string; param?: string | null } };
-  const used = process.cpuUsage(cpu);
-  loop.disable();
-  bystanding = false;
-  await bystander;
-  nextToolArguments = undefined;
-  const cpuMs = (used.user + used.system) / 1000;
-  const maxDelayMs = loop.max / 1e6;
-  figures.push(
-    `  ${name}: ${(text.length / 1024).toFixed(0)} KiB -> ${res.status}, ${cpuMs.toFixed(0)} ms CPU, loop delay max ${maxDelayMs.toFixed(1)} ms`,
-  );
-  return { status: res.status, answer, cpuMs, maxDelayMs };
-}
-
-function withinBudget(result: { cpuMs: number; maxDelayMs: number }) {
-  expect(result.cpuMs).toBeLessThan(CPU_BUDGET_MS);
-  expect(result.maxDelayMs).toBeLessThan(LOOP_DELAY_BUDGET_MS);
+  let counted = 0;
+  observeTokenizerPieces((piece) => (counted += piece.length));
+  try {
+    const res = await post(key, text);
+    const answer = (await res.json()) as { error?: { code?: string; type: string; param?: string | null } };
+    return { status: res.status, answer, counted };
+  } finally {
+    observeTokenizerPieces(undefined);
+    nextToolArguments = undefined;
+  }
 }
 
 const tool = (name: string, parameters: unknown) => ({ type: 'function', function: { name, parameters } });
 const ask = (extra: Record<string, unknown>) => ({ model, messages: [{ role: 'user', content: 'call the tool' }], ...extra });
 
-describe('hostile payloads cost bounded CPU and never stall the event loop', () => {
+describe('hostile payloads are answered, with their cost bounded before or while the work runs', () => {
   it('a 1.9 KB tool schema whose $ref chain doubles at each level (24 levels) -> 400 naming it', async () => {
     const $defs: Record<string, unknown> = { d24: { type: 'string' } };
     for (let i = 1; i < 24; i++) $defs[`d${i}`] = { allOf: [{ $ref: `#/$defs/d${i + 1}` }, { $ref: `#/$defs/d${i + 1}` }] };
@@ -146,7 +117,6 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     );
     expect(result.status).toBe(400);
     expect(result.answer.error).toMatchObject({ code: 'schema_too_complex', param: 'tools[0].function.parameters' });
-    withinBudget(result);
   });
 
   it('deep anyOf / oneOf products -> 400', async () => {
@@ -155,7 +125,6 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
       $defs[`l${level}`] = { anyOf: Array.from({ length: 10 }, () => ({ $ref: level === 1 ? '#/$defs/leaf' : `#/$defs/l${level - 1}` })) };
     const result = await hostile('anyOf 10^4 product', KEY, ask({ tools: [tool('f', { $ref: '#/$defs/l4', $defs })] }), '"x"');
     expect(result.status).toBe(400);
-    withinBudget(result);
   });
 
   it('a backtracking pattern and a 29-character value the model was steered to emit', async () => {
@@ -169,7 +138,6 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     // The check ran (strict mode) and found the value wrong, in linear time.
     expect(result.status).toBe(500);
     expect(result.answer.error?.code).toBe('invalid_tool_call');
-    withinBudget(result);
   });
 
   it('a 100,000-character value against the same pattern', async () => {
@@ -181,14 +149,12 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
       JSON.stringify({ s: `${'a'.repeat(100_000)}!` }),
     );
     expect(result.status).toBe(500);
-    withinBudget(result);
   });
 
   it('a huge enum and a value outside it', async () => {
     const parameters = { type: 'object', properties: { v: { enum: Array.from({ length: 15_000 }, (_, i) => `value-${i}`) } } };
     const result = await hostile('enum of 15,000', KEY, ask({ tools: [tool('f', parameters)] }), '{"v":"value-15000"}');
     expect(result.status).toBe(500);
-    withinBudget(result);
   });
 
   it('uniqueItems on a 10,000-item array from the model (past the step budget)', async () => {
@@ -196,7 +162,6 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     const items = JSON.stringify({ items: Array.from({ length: 10_000 }, (_, i) => ({ n: i, tag: 'x' })) });
     const result = await hostile('uniqueItems x10,000', KEY, ask({ tools: [tool('f', parameters)] }), items);
     expect(result.status).toBe(200);
-    withinBudget(result);
   });
 
   it('allOf branches that multiply with the depth of the value run out of steps, not of time', async () => {
@@ -208,7 +173,6 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     for (let i = 0; i < 40; i++) value = `{"a":${value}}`;
     const result = await hostile('allOf x value depth 40', KEY, ask({ tools: [tool('f', parameters)] }), value);
     expect(result.status).toBe(200);
-    withinBudget(result);
   });
 
   it('128 tools with large schemas', async () => {
@@ -219,13 +183,12 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     const tools = Array.from({ length: 128 }, (_, i) => tool(`t${i}`, parameters));
     const result = await hostile('128 tools x 150 properties', KEY, ask({ tools }), '{"p1":"x"}');
     expect([200, 400]).toContain(result.status);
-    withinBudget(result);
   });
 
-  it('200,000 spaces in one message are counted in linear time', async () => {
+  it('200,000 spaces in one message are counted, in pieces', async () => {
     const result = await hostile('200k spaces', KEY, { model, messages: [{ role: 'user', content: ' '.repeat(200_000) }] });
     expect(result.status).toBe(200);
-    withinBudget(result);
+    expect(result.counted).toBeGreaterThanOrEqual(200_000);
   });
 
   it('a 2 MB prompt stops being counted once it is known to be over the context', async () => {
@@ -233,7 +196,8 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
     const result = await hostile('2 MB of words', KEY, { model, messages: [{ role: 'user', content: words }] });
     expect(result.status).toBe(400);
     expect(result.answer.error?.code).toBe('context_length_exceeded');
-    withinBudget(result);
+    // Counting stopped once the prompt was known to be over the context: far short of its 2 MB.
+    expect(result.counted).toBeLessThan(1_000_000);
   });
 
   it('160,000 spaces from a key not scoped to the model -> 403 before any counting', async () => {
@@ -242,8 +206,7 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
       messages: [{ role: 'user', content: ' '.repeat(160_000) }],
     });
     expect(result.status).toBe(403);
-    expect(result.cpuMs).toBeLessThan(100);
-    withinBudget(result);
+    expect(result.counted).toBe(0);
   });
 
   it('a body nested 1,000,000 deep -> 400 without parsing it', async () => {
@@ -254,6 +217,5 @@ describe('hostile payloads cost bounded CPU and never stall the event loop', () 
       `{"model":"${model}","messages":[{"role":"user","content":"hi"}],"metadata":${nested}}`,
     );
     expect(result.status).toBe(400);
-    withinBudget(result);
   });
 });

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import express from 'express';
-import { createGateway, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
+import { clientErrorHandler, createGateway, errorHandler, fallbackHandler, type Gateway, type GatewayOptions } from '@tera-gw/gateway';
 import { RedisBudgetStore, RedisStore } from '@tera-gw/rate-limit-redis';
 import { RedisResponseStore } from '@tera-gw/responses';
 import { Redis } from 'ioredis';
-import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
+import { spawnSimulator, type SimulatorProcess } from '@tera-gw/vllm-sim';
 import { setUpTracing } from './otel.js';
 
 /**
@@ -35,14 +35,15 @@ function fail(message: string): never {
 
 const stopTracing = await setUpTracing();
 
-const sims: SimulatorHandle[] = [];
+const sims: SimulatorProcess[] = [];
 let replicas = (process.env.UPSTREAM_URLS ?? '')
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean);
 if (!replicas.length) {
-  for (let i = 0; i < 2; i++)
-    sims.push(await startSimulator({ ttftMs: Number(process.env.SIM_TTFT_MS ?? 80), itlMs: Number(process.env.SIM_ITL_MS ?? 8) }));
+  // Processes of their own: a prompt they count or a stream they pace never holds the gateway's event loop.
+  const pacing = ['--ttft-ms', String(Number(process.env.SIM_TTFT_MS ?? 80)), '--itl-ms', String(Number(process.env.SIM_ITL_MS ?? 8))];
+  sims.push(...(await Promise.all([spawnSimulator(pacing), spawnSimulator(pacing)])));
   replicas = sims.map((s) => s.url);
   console.log(`no UPSTREAM_URLS: started two embedded vllm-sim replicas at ${replicas.join(', ')}`);
 }
@@ -134,6 +135,9 @@ app.get('/health', gateway.health);
 // Prometheus scrapes here with an operator key (`authorization` in the scrape config).
 app.get('/metrics', gateway.metrics);
 app.use('/v1', gateway);
+// Everything else is answered in the gateway's error shape too: 404, or 405 with Allow on a known path.
+app.use(fallbackHandler({ '/health': ['GET', 'HEAD'], '/metrics': ['GET', 'HEAD'] }));
+app.use(errorHandler());
 
 // Slow clients may not hold a connection forever (slowloris): headers within 15 s, a whole
 // request within 60 s, checked every second (Node's default check runs every 30 s).
@@ -141,6 +145,8 @@ const server = createServer(
   { headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 1000, keepAliveTimeout: 65_000 },
   app,
 );
+// Headers over Node's limit, or bytes that are not HTTP: a JSON 431 or 400, not a bare status line.
+server.on('clientError', clientErrorHandler());
 server.listen(port, host, () => {
   const url = `http://${host}:${port}`;
   console.log(`gateway listening on ${url}`);

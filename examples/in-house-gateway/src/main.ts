@@ -11,7 +11,7 @@ import {
 import { harmonyTransform } from '@tera-gw/harmony';
 import { reasoningTransform } from '@tera-gw/reasoning';
 import { toolCallsTransform } from '@tera-gw/tool-calls';
-import { startSimulator } from '@tera-gw/vllm-sim';
+import { spawnSimulator } from '@tera-gw/vllm-sim';
 
 /**
  * An in-house gateway that already has its own routing and auth adds gpt-oss-20b as a
@@ -22,12 +22,7 @@ import { startSimulator } from '@tera-gw/vllm-sim';
  */
 const upstream =
   process.env.UPSTREAM_URL ??
-  (
-    await startSimulator({
-      reasoningField: 'reasoning_content',
-      toolCallQuirks: ['single-delta', 'stop-finish', 'harmony-tool-name'],
-    })
-  ).url;
+  (await spawnSimulator(['--reasoning-field', 'reasoning_content', '--tool-call-quirk', 'single-delta,stop-finish,harmony-tool-name'])).url;
 
 const server = createServer((req, res) => {
   let raw = '';

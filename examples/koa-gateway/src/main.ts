@@ -2,18 +2,18 @@ import { randomBytes } from 'node:crypto';
 import Koa from 'koa';
 import mount from 'koa-mount';
 import { koaGateway } from '@tera-gw/koa';
-import { startSimulator, type SimulatorHandle } from '@tera-gw/vllm-sim';
+import { spawnSimulator, type SimulatorProcess } from '@tera-gw/vllm-sim';
 
 /** The same gateway in a Koa app. PORT (8788), HOST, UPSTREAM_URLS as in express-gateway. */
 const port = Number(process.env.PORT ?? 8788);
 const host = process.env.HOST ?? '127.0.0.1';
-const sims: SimulatorHandle[] = [];
+const sims: SimulatorProcess[] = [];
 let replicas = (process.env.UPSTREAM_URLS ?? '')
   .split(',')
   .map((s) => s.trim())
   .filter(Boolean);
 if (!replicas.length) {
-  for (let i = 0; i < 2; i++) sims.push(await startSimulator({ ttftMs: 80, itlMs: 8 }));
+  sims.push(...(await Promise.all([0, 1].map(() => spawnSimulator(['--ttft-ms', '80', '--itl-ms', '8'])))));
   replicas = sims.map((s) => s.url);
 }
 const key = process.env.GATEWAY_KEY ?? `sk-tera-dev-${randomBytes(18).toString('base64url')}`;

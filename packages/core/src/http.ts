@@ -1,4 +1,5 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { context } from './context.js';
 import { TeraError, toTeraError } from './errors.js';
 import { SSE_HEADERS, encodeErrorEvent } from './sse.js';
@@ -159,5 +160,31 @@ export function errorHandler(): ErrorMiddleware {
     // Errors raised before requestId() ran (a body parser mounted first) still carry an id.
     if (!res.headersSent && !res.hasHeader('X-Tera-Request-ID')) res.setHeader('X-Tera-Request-ID', context(req, res).id);
     sendError(res, err);
+  };
+}
+
+const CLIENT_ERRORS: Record<string, [status: number, message: string, code: string]> = {
+  HPE_HEADER_OVERFLOW: [
+    431,
+    "The request's headers are larger than this server accepts (Node's maxHeaderSize, 16 KiB by default). Send fewer or shorter headers.",
+    'headers_too_large',
+  ],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request was not received in time.', 'request_timeout'],
+};
+
+/**
+ * For the host server's `clientError` event (`server.on('clientError', clientErrorHandler())`):
+ * what Node refuses before any handler runs (headers over its size limit, a request that is not
+ * HTTP, one sent too slowly) is answered in the documented error shape instead of a bare status
+ * line, and the connection is closed.
+ */
+export function clientErrorHandler(): (err: NodeJS.ErrnoException, socket: Duplex) => void {
+  return function answerClientError(err, socket) {
+    if (!socket.writable || err.code === 'ECONNRESET') return void socket.destroy();
+    const [status, message, code] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'The request could not be read as HTTP.', 'bad_request'];
+    const body = JSON.stringify({ error: { message, type: 'invalid_request_error', code, param: null } });
+    socket.end(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
   };
 }

@@ -77,6 +77,7 @@ export {
   isEventStream,
   readBody,
   errorHandler,
+  clientErrorHandler,
   DEFAULT_MAX_BODY_BYTES,
   LINGER_LIMITS,
   type Middleware,

@@ -104,7 +104,9 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
           released = true;
           // Reconcile to the real total when the upstream reported it (otherwise keep the admission charge), plus what
           // the request consumed without billing it (attempts retried after the model's output failed, a stored read).
-          const adjust = (ctx.usage ? ctx.usage.total_tokens - request.cost : 0) + (ctx.consumedTokens ?? 0);
+          const consumed = ctx.consumedTokens ?? 0;
+          const actual = (ctx.usage ? ctx.usage.total_tokens : consumed > 0 ? 0 : request.cost) + consumed;
+          const adjust = actual - request.cost;
           store
             .release(keyId, result.leaseId, adjust, request)
             .catch((err: unknown) => log(`rate-limit: releasing a lease failed: ${String(err)}`));

@@ -107,3 +107,5 @@ process.stdout.write(`vllm-sim listening on ${sim.url}\n`);
 const stop = () => void sim.close().then(() => process.exit(0));
 process.once('SIGINT', stop);
 process.once('SIGTERM', stop);
+// Started with an IPC channel (spawnSimulator): gone with the process that started it.
+if (process.send) process.once('disconnect', stop);

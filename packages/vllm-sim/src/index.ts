@@ -1,4 +1,5 @@
 export { startSimulator, type SimulatorHandle } from './server.js';
+export { spawnSimulator, type SimulatorProcess } from './spawn.js';
 export {
   FAULTS,
   TOOL_CALL_QUIRKS,
