@@ -23,7 +23,7 @@ import { setUpTracing } from './otel.js';
  *   ADMISSION (`off`: no queueing at the gateway when the pool is full), MAX_NUM_SEQS (the replicas'
  *   --max-num-seqs; unset: learned from their /metrics), FALLBACK_URL / FALLBACK_API_KEY /
  *   FALLBACK_MODEL (an OpenAI-compatible provider that takes what would wait over OVERFLOW_AFTER_MS
- *   (5000) or be refused).
+ *   (5000) or be refused), PASSTHROUGH (comma-separated vLLM paths offered raw, e.g. /tokenize,/v1/completions).
  */
 const port = Number(process.env.PORT ?? 8787);
 const host = process.env.HOST ?? '127.0.0.1';
@@ -99,6 +99,12 @@ const fallback = process.env.FALLBACK_URL
   : undefined;
 if (fallback && process.env.ADMISSION === 'off') fail('FALLBACK_URL takes overflow from admission: it needs ADMISSION on');
 
+// vLLM endpoints offered raw, behind the same guards as chat (e.g. `/tokenize,/detokenize,/v1/completions`).
+const passthroughPaths = (process.env.PASSTHROUGH ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
+
 let gateway: Gateway;
 try {
   gateway = createGateway({
@@ -107,6 +113,7 @@ try {
     rateLimit: store ? { store } : {},
     budgets: budgetStore ? { store: budgetStore } : {},
     ...(aliases ? { models: { aliases } } : {}),
+    ...(passthroughPaths.length ? { passthrough: passthroughPaths } : {}),
     admission: process.env.ADMISSION === 'off' ? false : fallback ? { overflow: { afterMs: overflowAfterMs } } : {},
     responses: {
       ...(process.env.RESPONSES_STORE === 'off'

@@ -122,6 +122,8 @@ function* pieces(text: string): Generator<string> {
 export interface CountOptions {
   /** Stop counting once the total passes this: the caller only needs to know it is over. */
   stopAfter?: number;
+  /** Counts of whole texts (a message, the tools) seen before: a conversation resends its history every turn. */
+  memo?: { get(text: string): number | undefined; set(text: string, tokens: number): void };
 }
 
 /**
@@ -136,13 +138,14 @@ export async function countPromptTokens(
   body: Pick<ChatCompletionRequest, 'messages' | 'tools'>,
   options: CountOptions = {},
 ): Promise<number> {
-  return (await countPromptTokensUpTo(body, options.stopAfter ?? Infinity)).tokens;
+  return (await countPromptTokensUpTo(body, options.stopAfter ?? Infinity, options.memo)).tokens;
 }
 
 /** The count and whether it is complete (false: it stopped past `stopAfter`, so `tokens` is a lower bound). */
 export async function countPromptTokensUpTo(
   body: Pick<ChatCompletionRequest, 'messages' | 'tools'>,
   stopAfter: number,
+  memo?: CountOptions['memo'],
 ): Promise<{ tokens: number; complete: boolean }> {
   await loadTokenizer();
   let total = TOKENS_PER_PROMPT;
@@ -151,15 +154,25 @@ export async function countPromptTokensUpTo(
   if (body.tools?.length) texts.push(JSON.stringify(body.tools));
   let sinceYield = 0;
   for (let t = 0; t < texts.length; t++) {
-    for (const piece of pieces(texts[t]!)) {
-      total += countTextTokens(piece);
+    const text = texts[t]!;
+    const known = memo?.get(text);
+    if (known !== undefined) {
+      total += known;
       if (total > stopAfter) return { tokens: total, complete: false };
+      continue;
+    }
+    let tokens = 0;
+    for (const piece of pieces(text)) {
+      tokens += countTextTokens(piece);
+      if (total + tokens > stopAfter) return { tokens: total + tokens, complete: false };
       sinceYield += piece.length;
       if (sinceYield >= PIECE) {
         sinceYield = 0;
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     }
+    total += tokens;
+    memo?.set(text, tokens);
   }
   return { tokens: total, complete: true };
 }

@@ -100,9 +100,14 @@ export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks:
     }
     const seed = hash;
     const first = blocks.length;
+    // Only the bytes the block budget can still use are encoded: a character is at least one byte, so that many
+    // characters (and one more, to keep a surrogate pair whole) cover them, however long the message.
+    const room = (maxBlocks - blocks.length) * blockWords * 4;
+    const cut = text.length > room + 1;
+    const part = cut ? text.slice(0, room + 1) : text;
     // UTF-8 needs at most 3 bytes per UTF-16 unit, plus the padding of the last word.
-    if (text.length * 3 + 4 > scratch.length) growScratch(text.length * 3 + 4);
-    const { written } = encoder.encodeInto(text, scratch);
+    if (part.length * 3 + 4 > scratch.length) growScratch(part.length * 3 + 4);
+    const { written } = encoder.encodeInto(part, scratch);
     // Zero the tail of the last word so stale bytes never enter a hash.
     for (let i = written; i < ((written + 3) & ~3); i++) scratch[i] = 0;
     const count = (written + 3) >> 2;
@@ -111,7 +116,7 @@ export function prefixBlocks(prompt: PromptParts, blockChars: number, maxBlocks:
       hash = hashWords(at, Math.min(count, at + blockWords), hash);
       blocks.push(hash);
     }
-    if (memoized) remember(blockWords, text, seed, blocks.slice(first), at >= count);
+    if (memoized) remember(blockWords, text, seed, blocks.slice(first), !cut && at >= count);
   };
   if (prompt.tools?.length) add(JSON.stringify(prompt.tools));
   for (const m of prompt.messages ?? []) {

@@ -313,3 +313,14 @@ describe('prefix blocks at every length', () => {
     );
   });
 });
+
+describe('prefix blocks under a block budget', () => {
+  it('a long message gives the same first blocks as the full hash, whatever character the budget cuts at', () => {
+    for (const unit of ['a', 'é', '€', '😀']) {
+      const text = unit.repeat(40_000);
+      const full = prefixBlocks({ messages: [{ role: 'user', content: text }] }, 64, 1 << 20);
+      for (const budget of [1, 7, 64, 255])
+        expect(prefixBlocks({ messages: [{ role: 'user', content: `${text}` }] }, 64, budget)).toEqual(full.slice(0, budget));
+    }
+  });
+});

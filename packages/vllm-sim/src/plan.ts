@@ -1,4 +1,4 @@
-import { countPromptTokensSync, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
+import { countPromptTokens, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
 import { encode, decode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import { createRandom, fnv1a, pick, randomHex, randomInt } from './prng.js';
 import { instanceOf, withHint } from './schema-instance.js';
@@ -152,14 +152,20 @@ function applyStop(text: string, stop: string | string[] | null | undefined): { 
 // Prompts repeat (conversations resend their history, benchmarks their body): remember the
 // count of each message text, bounded.
 const messageTokens = new Map<string, number>();
-function countMemoized(text: string): number {
-  let n = messageTokens.get(text);
-  if (n === undefined) {
-    n = countTextTokens(text);
+const memo = {
+  get: (text: string) => messageTokens.get(text),
+  set(text: string, tokens: number) {
     if (messageTokens.size >= 10_000) messageTokens.clear();
-    messageTokens.set(text, n);
-  }
-  return n;
+    messageTokens.set(text, tokens);
+  },
+};
+
+/**
+ * The prompt's tokens as the gateway counts them, yielding to the event loop every few
+ * milliseconds: a long prompt never holds the other requests this replica serves.
+ */
+export function countPrompt(body: ChatCompletionRequest): Promise<number> {
+  return countPromptTokens(body, { memo });
 }
 
 /**
@@ -167,14 +173,16 @@ function countMemoized(text: string): number {
  * messages pick the words, so the same request with the same seed gives the same text
  * and another seed other text. Unseeded requests vary, as sampling does.
  */
-export function planResponse(body: ChatCompletionRequest, contextLength: number): Plan {
-  const basis = JSON.stringify([body.messages, body.tools ?? null, body.response_format ?? null]);
-  const seed = body.seed != null ? fnv1a(basis, fnv1a(String(body.seed))) : (Math.random() * 0x100000000) >>> 0;
+export function planResponse(body: ChatCompletionRequest, contextLength: number, promptTokens: number): Plan {
+  const seed =
+    body.seed != null
+      ? fnv1a(JSON.stringify([body.messages, body.tools ?? null, body.response_format ?? null]), fnv1a(String(body.seed)))
+      : (Math.random() * 0x100000000) >>> 0;
   const random = createRandom(seed);
-  const promptTokens = countPromptTokensSync(body, countMemoized);
   const budget = body.max_completion_tokens ?? body.max_tokens ?? Math.max(0, contextLength - promptTokens);
 
-  const asked = lastUserText(body).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
+  // The start is all that is quoted: white space folded over a bounded slice, never the whole prompt.
+  const asked = lastUserText(body).slice(0, 240).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
   const effort = body.reasoning_effort ?? 'medium';
   let reasoning = [...tokenPieces(`The user asks: "${asked}".`, random), ...prose(random, REASONING_WORDS[effort], false)];
   let finishReason: Plan['finishReason'] = 'stop';

@@ -4,7 +4,7 @@ import { CONTEXT_LENGTH, GPT_OSS_20B, issueToError, loadTokenizer, readBody, typ
 import { lenientChatCompletionRequestSchema } from '@tera-gw/core/internal';
 import { KvCache } from './kv-cache.js';
 import { SimMetrics } from './metrics.js';
-import { applyHarmonyLeaks, brokenOutput, planResponse, type Plan, type TokenPiece } from './plan.js';
+import { applyHarmonyLeaks, brokenOutput, countPrompt, planResponse, type Plan, type TokenPiece } from './plan.js';
 import { randomHex } from './prng.js';
 import { FAULTS, type Fault, type RuntimeConfig, type SimulatorOptions, type ToolCallQuirk } from './options.js';
 
@@ -237,7 +237,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const body = parsed.data as ChatCompletionRequest;
     if (body.model !== model) return sendVllmError(res, 404, 'NotFoundError', `The model \`${body.model}\` does not exist.`, 'model');
 
-    let plan = planResponse(body, maxModelLen);
+    let plan = planResponse(body, maxModelLen, await countPrompt(body));
     if (fault === 'empty-completion' || fault === 'schema-break' || fault === 'invalid-json') plan = brokenOutput(plan, fault);
     const requested = body.max_completion_tokens ?? body.max_tokens ?? 0;
     if (plan.promptTokens + requested > maxModelLen || plan.promptTokens >= maxModelLen) {
