@@ -49,7 +49,7 @@ async function startTarget(name: string, env: Record<string, string>): Promise<T
   });
   await new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout!.on('data', (d: Buffer) => {
+    child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('gateway listening')) resolve();
     });
