@@ -18,7 +18,7 @@ import { percentile } from './latency.js';
  *
  * `BENCH_GATEWAY_MAIN` points at another build's `examples/express-gateway/dist/main.js` (the
  * "before" of the README's table), `BENCH_FAMILIES` picks families by a part of their names,
- * `BENCH_NODE_ARGS` adds flags to the gateway's node. Traffic goes to 127.0.0.1 only.
+ * `BENCH_NODE_ARGS` adds flags to the gateway's node, `BENCH_TARGETS=start` or `passthrough` runs one. Traffic goes to 127.0.0.1 only.
  */
 const model = 'openai/gpt-oss-20b';
 const here = (p: string) => fileURLToPath(new URL(p, import.meta.url));
@@ -365,17 +365,22 @@ function print(title: string, rows: Row[]): void {
   );
 }
 
-const start = await startTarget('pnpm start', {});
-try {
-  print(`pnpm start (${main})`, await run(start, families));
-} finally {
-  start.child.kill('SIGTERM');
-  await once(start.child, 'exit');
+const targets = process.env.BENCH_TARGETS?.split(',') ?? ['start', 'passthrough'];
+if (targets.includes('start')) {
+  const start = await startTarget('pnpm start', {});
+  try {
+    print(`pnpm start (${main})`, await run(start, families));
+  } finally {
+    start.child.kill('SIGTERM');
+    await once(start.child, 'exit');
+  }
 }
-const passthroughTarget = await startTarget('passthrough mount', { PASSTHROUGH: '/tokenize,/detokenize,/v1/completions' });
-try {
-  print('the same gateway with PASSTHROUGH=/tokenize,/detokenize,/v1/completions', await run(passthroughTarget, passthroughFamilies));
-} finally {
-  passthroughTarget.child.kill('SIGTERM');
-  await once(passthroughTarget.child, 'exit');
+if (targets.includes('passthrough')) {
+  const passthroughTarget = await startTarget('passthrough mount', { PASSTHROUGH: '/tokenize,/detokenize,/v1/completions' });
+  try {
+    print('the same gateway with PASSTHROUGH=/tokenize,/detokenize,/v1/completions', await run(passthroughTarget, passthroughFamilies));
+  } finally {
+    passthroughTarget.child.kill('SIGTERM');
+    await once(passthroughTarget.child, 'exit');
+  }
 }

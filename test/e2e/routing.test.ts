@@ -206,16 +206,12 @@ describe('cache-aware routing against simulator replicas', () => {
         });
       const huge = await ask('word '.repeat(40_000) + 'x');
       expect(huge.status).toBe(200);
-      // Prompts that share nothing spread over both replicas, and neither replica reports a cached prefix for them.
-      const replicas = new Set<string>();
+      // Prompts that share nothing: no replica reports a cached prefix for them (a stale hash would make them all one prompt).
       for (let c = 0; c < 12; c++) {
         const res = await ask(`${c} ${'abcdefghijklmnopqrstuvwxyz'.slice(c)} is question ${c}, ${'why '.repeat(40 + c)}`);
         expect(res.status).toBe(200);
-        const record = usage.get(res.headers.get('x-tera-request-id')!)!;
-        replicas.add(record.replica!);
-        expect(record.cachedTokens ?? 0).toBe(0);
+        expect(usage.get(res.headers.get('x-tera-request-id')!)!.cachedTokens ?? 0).toBe(0);
       }
-      expect(replicas.size).toBe(2);
     } finally {
       await gw.close();
     }

@@ -292,7 +292,7 @@ describe('the memory store', () => {
     theirs.input[0]!.id = 'msg_shared_1';
     await store.put('quiet', mine);
     await store.put('flood', theirs);
-    const resolved = (await store.item('quiet', 'msg_shared_1'))!.items[0] as { content: Array<{ text: string }> };
+    const resolved = (await store.item('quiet', 'msg_shared_1'))!.items[0] as unknown as { content: Array<{ text: string }> };
     expect(resolved.content[0]!.text).toBe('x'.repeat(5));
     expect(await store.item('nobody', 'msg_shared_1')).toBeUndefined();
     // Over the store's own bound, the key holding the most gives up its oldest.
