@@ -10,6 +10,8 @@ let simulators: string[];
 
 beforeAll(async () => {
   gw = await spawnGateway({ UPSTREAM_URLS: '', GATEWAY_KEYS: '' });
+  // The key is printed just after the listening line, perhaps in a later chunk of output.
+  await until(() => gw.output().includes('development API key'), 10_000, 'the development key');
   key = /development API key \(this run only\): (\S+)/.exec(gw.output())![1]!;
   simulators = /embedded vllm-sim replicas at (\S+), (\S+)/.exec(gw.output())!.slice(1, 3);
 });
