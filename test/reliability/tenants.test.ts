@@ -472,6 +472,58 @@ describe('passthrough: a guarded proxy', () => {
     expect(await errorOf(spent)).toMatchObject({ type: 'insufficient_quota', code: 'budget_exceeded' });
   });
 
+  it('a streamed completion is billed from the usage the gateway asked for, and the caller sees none it did not ask for', async () => {
+    const usageOf = (n: number) => ({ prompt_tokens: 7, completion_tokens: n, total_tokens: 7 + n });
+    const event = (data: unknown) => `data: ${JSON.stringify(data)}\n\n`;
+    const completionChunk = (text: string, n: number, finish: string | null = null) =>
+      event({
+        id: 'cmpl-1',
+        object: 'text_completion',
+        created: 1,
+        model,
+        choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+        usage: usageOf(n),
+      });
+    let sent: Record<string, unknown> | undefined;
+    script = (body) => {
+      sent = JSON.parse(body) as Record<string, unknown>;
+      return { text: '' };
+    };
+    const streamed = `${completionChunk('Hel', 1)}${completionChunk('lo', 2, 'stop')}${event({ id: 'cmpl-1', object: 'text_completion', created: 1, model, choices: [], usage: usageOf(2) })}data: [DONE]\n\n`;
+    const capture = await startCaptureUpstream((body, res) => {
+      sent = JSON.parse(body) as Record<string, unknown>;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(streamed);
+    });
+    const records: UsageRecord[] = [];
+    const mounted = await mountGateway('express', {
+      replicas: [capture.url],
+      auth: { keys: [A] },
+      upstream: { health: false },
+      passthrough: ['/v1/completions'],
+      onUsage: (r) => records.push(r),
+    });
+    try {
+      const res = await fetch(`${mounted.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${A.key}` },
+        body: JSON.stringify({ model, prompt: 'Say hello', stream: true, max_tokens: 20 }),
+      });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).toContain('"text":"Hel"');
+      expect(text).not.toContain('usage');
+      expect(text.trim().endsWith('data: [DONE]')).toBe(true);
+      expect(sent?.stream_options).toEqual({ include_usage: true, continuous_usage_stats: true });
+      await new Promise((r) => setTimeout(r, 50));
+      expect(records.at(-1)).toMatchObject({ keyId: 'tenant-a', promptTokens: 7, completionTokens: 2, stream: true });
+    } finally {
+      script = undefined;
+      await mounted.close();
+      await capture.close();
+    }
+  });
+
   it("upstream 500s are the request's, not the replica's: breakers stay closed", async () => {
     script = () => ({ status: 500, text: 'Traceback: internal at 10.0.0.5 sk-upstream-secret' });
     try {

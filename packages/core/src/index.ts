@@ -69,7 +69,23 @@ export {
   type UpstreamSSEHandlers,
 } from './sse.js';
 export { transformSSE } from './transform-sse.js';
-export { readUpstreamError, toPublicUpstreamError, UPSTREAM_FAILED_MESSAGE, MAX_UPSTREAM_MESSAGE } from './upstream-errors.js';
+export { createChunkPipeline, errorEventText, type ChunkPipeline, type ChunkPipelineOptions } from './pipeline.js';
+export {
+  readUpstreamError,
+  toPublicUpstreamError,
+  classifyUpstreamError,
+  upstreamErrorMessage,
+  modelOutputError,
+  streamFailureError,
+  ModelOutputFailure,
+  RequestFailure,
+  UPSTREAM_FAILED_MESSAGE,
+  MAX_UPSTREAM_MESSAGE,
+  type ModelFailureKind,
+  type ReplicaFailure,
+  type StreamFailure,
+  type UpstreamVerdict,
+} from './upstream-errors.js';
 export {
   sendJSON,
   sendError,

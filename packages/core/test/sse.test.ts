@@ -79,12 +79,12 @@ describe('transformSSE', () => {
   });
 
   it.each([
-    ['a stream that ends without [DONE]', upstreamText.replace('data: [DONE]\n\n', ''), 'upstream_incomplete'],
-    ['malformed JSON', upstreamText.replace('data: [DONE]', 'data: {"choices": [tru'), 'upstream_malformed'],
+    ['a stream that ends without [DONE]', upstreamText.replace('data: [DONE]\n\n', ''), 'upstream_stream_error'],
+    ['malformed JSON', upstreamText.replace('data: [DONE]', 'data: {"choices": [tru'), 'upstream_stream_error'],
     [
       'an upstream error event',
       upstreamText.replace('data: [DONE]', 'data: {"error":{"message":"engine died","type":"InternalServerError","code":500}}'),
-      'upstream_error',
+      'upstream_stream_error',
     ],
   ])('%s ends with exactly one error event in the public shape', async (_name, text, code) => {
     const out = await collect(transformSSE(pieces([new TextEncoder().encode(text)]), []));

@@ -1,12 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   MAX_OUTPUT_TOKENS,
-  SSE_DONE,
   TeraError,
   context,
-  createUpstreamSSEDecoder,
-  encodeErrorEvent,
-  encodeRawChunk,
+  createChunkPipeline,
+  errorEventText,
   invalidRequest,
   modelNotFound,
   permissionError,
@@ -16,8 +14,8 @@ import {
   serviceUnavailable,
   startEventStream,
   UPSTREAM_FAILED_MESSAGE,
+  streamFailureError,
   validTraceparent,
-  withoutUsageMember,
   type Middleware,
   type RequestContext,
   type Usage,
@@ -293,7 +291,7 @@ export function passthrough(options: PassthroughOptions): Passthrough {
 
   const deadline = () => performance.now() + upstream.timeouts.totalMs;
 
-  /** A generating stream: relayed event by event, its usage read (and cut when the caller did not ask for it). */
+  /** A generating stream: relayed through core's chunk pipeline (no transforms), its usage read and cut as the caller asked. */
   function relayEvents(
     res: ServerResponse,
     ctx: RequestContext,
@@ -303,8 +301,8 @@ export function passthrough(options: PassthroughOptions): Passthrough {
   ): Promise<void> {
     const outcome = ctx.upstream!;
     return new Promise<void>((resolve) => {
-      let done = false;
       let pending = '';
+      let ended = false;
       const flush = () => {
         if (!pending) return;
         if (!res.headersSent) {
@@ -318,58 +316,39 @@ export function passthrough(options: PassthroughOptions): Passthrough {
           res.once('drain', () => response.resume());
         }
       };
-      const end = (tail: string, error?: string) => {
-        if (done) return;
-        done = true;
-        if (error) outcome.error = { type: 'server_error', message: error };
-        pending += tail;
+      const end = () => {
+        if (ended) return;
+        ended = true;
         flush();
         res.end();
         response.destroy();
         resolve();
       };
-      const broke = (reason: string) =>
-        end(
-          encodeErrorEvent(
-            new TeraError(500, 'server_error', 'The model server stream broke off. Retry with backoff.', {
-              code: 'upstream_stream_error',
-            }).toJSON(),
-          ),
-          reason,
-        );
-      const decoder = createUpstreamSSEDecoder({
-        onChunk(chunk, data) {
-          if (chunk.usage) ctx.usage = chunk.usage;
-          if (raw.callerUsage) return void (pending += encodeRawChunk(data));
-          // The usage-only last chunk is the gateway's; usage on the others is cut.
-          if (chunk.choices.length === 0) return;
-          pending += encodeRawChunk(chunk.usage ? (withoutUsageMember(data) ?? JSON.stringify({ ...chunk, usage: undefined })) : data);
+      const pipeline = createChunkPipeline({
+        ctx,
+        transforms: [],
+        write: (text) => (pending += text),
+        callerUsage: { include: raw.callerUsage, continuous: false },
+        onDone: end,
+        onFailure: (failure) => {
+          const error = streamFailureError(failure);
+          outcome.error = { type: error.type, message: failure.kind === 'broken' ? failure.reason : failure.kind };
+          // A stream cut short is the replica's connection failing: that one counts against its breaker.
+          if (failure.kind === 'broken') picked.release(new UpstreamFault('reset', failure.reason));
+          pending += errorEventText(ctx, error);
+          end();
         },
-        onDone: () => end(SSE_DONE),
-        onUpstreamError: () => broke('the replica sent an error event'),
-        onMalformed: (reason) => broke(reason),
       });
       response.setEncoding('utf8');
       response.on('data', (text: string) => {
-        if (done) return;
-        decoder.feed(text);
+        pipeline.feed(text);
         flush();
       });
-      response.once('end', () => {
-        if (done) return;
-        decoder.end();
-        if (!done) {
-          // A stream cut short is the replica's connection failing: that one counts against its breaker.
-          picked.release(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
-          broke('the replica ended the stream before [DONE]');
-        }
-      });
-      response.once('error', (err) => {
-        if (ctx.signal.aborted) return end('');
-        picked.release(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
-        broke(`the stream broke off: ${err.message}`);
-      });
-      ctx.signal.addEventListener('abort', () => end(''), { once: true });
+      response.once('end', () => pipeline.end());
+      response.once('error', (err) =>
+        ctx.signal.aborted ? end() : pipeline.fail({ kind: 'broken', cause: 'reset', reason: `the stream broke off: ${err.message}` }),
+      );
+      ctx.signal.addEventListener('abort', end, { once: true });
     });
   }
 

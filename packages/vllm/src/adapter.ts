@@ -1,12 +1,11 @@
 import { EventEmitter } from 'node:events';
 import { UpstreamFault, type BreakerOptions, type BreakerState } from '@tera-gw/circuit-breaker';
-import { loadTokenizer, type Middleware, type RequestContext } from '@tera-gw/core';
+import { loadTokenizer, type Middleware, type ModelOutputFailure, type RequestContext, type RequestFailure } from '@tera-gw/core';
 import { createRouter, leastRequest, type Router } from '@tera-gw/router';
 import { ClientGone, sendAttempt, type Attempt, type Timeouts } from './attempt.js';
 import { HealthMonitor, type HealthOptions } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
 import { cacheSalter } from './cache-salt.js';
-import type { ModelOutputFailure, RequestFailure } from './outcome.js';
 import { createServe } from './serve.js';
 
 export interface VllmOptions {

@@ -1,4 +1,4 @@
-import { classifyUpstreamError } from './outcome.js';
+import { classify } from './outcome.js';
 import type { Replica } from './replica.js';
 
 export interface HealthOptions {
@@ -168,7 +168,7 @@ export class HealthMonitor {
       // Any answer the engine itself gave (a Harmony parse failure included) proves it ran the request: only a replica fault keeps it out.
       const warm = await replica
         .call('POST', '/v1/chat/completions', { body: WARM_UP_BODY, timeoutMs: options.warmUpTimeoutMs, headers })
-        .then((r) => r.status === 200 || classifyUpstreamError(r.status, r.body).owner !== 'replica')
+        .then((r) => r.status === 200 || classify(r.status, r.body).owner !== 'replica')
         .catch(() => false);
       if (!this.stopped) this.setState(replica, warm ? 'ready' : 'unhealthy');
     } finally {

@@ -2,5 +2,5 @@ export { vllm, type VllmAdapter, type VllmOptions, type AdapterEvents, type Pick
 export { ClientGone, readResponse, type Attempt, type Timeouts } from './attempt.js';
 export { parseVllmMetrics, type HealthOptions } from './health.js';
 export type { ReplicaState, ReplicaStatus } from './replica.js';
-export { classifyUpstreamError, ModelOutputFailure, RequestFailure, type ModelFailureKind, type UpstreamVerdict } from './outcome.js';
+export { classify, type UpstreamVerdict } from './outcome.js';
 export { UpstreamFault } from '@tera-gw/circuit-breaker';

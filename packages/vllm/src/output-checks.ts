@@ -1,5 +1,4 @@
-import { compileSchema, stepBudget, type ChatCompletion, type ChatCompletionRequest } from '@tera-gw/core';
-import { ModelOutputFailure } from './outcome.js';
+import { ModelOutputFailure, compileSchema, stepBudget, type ChatCompletion, type ChatCompletionRequest } from '@tera-gw/core';
 
 /**
  * The check a `response_format` asks for, or undefined: `json_schema` with `strict: true`

@@ -2,27 +2,25 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { UpstreamFault } from '@tera-gw/circuit-breaker';
 import {
-  SSE_DONE,
+  ModelOutputFailure,
+  RequestFailure,
   TeraError,
-  applyChunkTransforms,
   applyCompletionTransforms,
-  applyEndTransforms,
-  createUpstreamSSEDecoder,
-  encodeChunk,
-  encodeRawChunk,
-  isChanged,
-  transformsMarkChanges,
-  withoutUsageMember,
-  encodeErrorEvent,
+  createChunkPipeline,
+  errorEventText,
   recordEvent,
   sendJSON,
   startEventStream,
+  streamFailureError,
+  upstreamErrorMessage,
   type ChatCompletion,
   type ChatCompletionChunk,
+  type ChunkPipeline,
   type RequestContext,
+  type StreamFailure,
 } from '@tera-gw/core';
 import type { AdapterEvents } from './adapter.js';
-import { classifyUpstreamError, ModelOutputFailure, RequestFailure, upstreamErrorMessage } from './outcome.js';
+import { classify } from './outcome.js';
 import { isEmptyCompletion, structuredOutputCheck } from './output-checks.js';
 import { UsageMeter } from './usage.js';
 import { ClientGone, readResponse, type Timeouts } from './attempt.js';
@@ -48,24 +46,18 @@ export interface StreamState {
   started: boolean;
 }
 
-type Delta = ChatCompletionChunk['choices'][number]['delta'] & { reasoning?: string | null; reasoning_content?: string | null };
-const carriesText = (d: ChatCompletionChunk['choices'][number]['delta']) => {
-  const delta = d as Delta;
-  return !!(delta.content || delta.reasoning || delta.reasoning_content || delta.tool_calls?.length);
-};
+/** What the caller asked of usage in its stream (the gateway asks the replica for it on every chunk). */
+export interface CallerUsage {
+  include: boolean;
+  continuous: boolean;
+}
 
 /** Ends a stream that already started with one error event, in the response's own shape. */
 export function endStreamWithError(res: ServerResponse, ctx: RequestContext, error: TeraError): void {
   ctx.upstream!.error = { type: error.type, message: error.message };
   ctx.errorType = error.type;
-  if (!res.writableEnded) res.end(ctx.output ? ctx.output.error(error.toJSON(), ctx) : encodeErrorEvent(error.toJSON()));
+  if (!res.writableEnded) res.end(errorEventText(ctx, error));
 }
-
-/** What the caller reads when the model's output failed after text went out (fixed text, never the replica's). */
-export const modelOutputError = (failure: ModelOutputFailure): TeraError =>
-  new TeraError(500, 'server_error', `The model produced ${ModelOutputFailure.describe(failure.kind)}. Retry the request.`, {
-    code: failure.kind,
-  });
 
 export async function relayCompletion(
   { timeouts, outputChecks }: RelayDeps,
@@ -74,30 +66,7 @@ export async function relayCompletion(
   ctx: RequestContext,
   deadline: number,
 ): Promise<void> {
-  let completion: ChatCompletion;
-  try {
-    const text = (await readResponse(response, timeouts.idleMs, deadline, ctx.signal)).toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      throw new UpstreamFault('malformed', 'the replica answered a body that is not JSON');
-    }
-    // A 200 whose body is an error object (a fork's regression): read like any error answer.
-    if (upstreamErrorMessage(parsed) !== undefined) {
-      const verdict = classifyUpstreamError(200, text);
-      if (verdict.owner === 'model') throw verdict.failure;
-      if (verdict.owner === 'replica') throw verdict.fault;
-    }
-    completion = parsed as ChatCompletion;
-    if (!completion || !Array.isArray(completion.choices))
-      throw new UpstreamFault('malformed', 'the replica answered a body that is not a chat completion');
-  } catch (err) {
-    if (err instanceof ClientGone || err instanceof ModelOutputFailure) throw err;
-    throw new Retryable(
-      err instanceof UpstreamFault ? err : new UpstreamFault('malformed', 'the replica answered a body that is not JSON'),
-    );
-  }
+  const completion = await readCompletion(response, timeouts.idleMs, deadline, ctx.signal);
   new UsageMeter().observeCompletion(completion);
   if (completion.usage) ctx.usage = completion.usage;
   if (outputChecks.emptyCompletions && isEmptyCompletion(completion))
@@ -106,9 +75,7 @@ export async function relayCompletion(
   try {
     out = applyCompletionTransforms(completion, ctx);
   } catch (err) {
-    throw err instanceof TeraError
-      ? err
-      : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error', cause: err });
+    throw streamFailureError({ kind: 'transform', error: err });
   }
   const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
   const content = out.choices[0]?.message.content;
@@ -124,255 +91,230 @@ export async function relayCompletion(
   sendJSON(res, 200, answer);
 }
 
+/** The replica's JSON answer as a chat completion; anything else is a replica fault (retryable) or the model's (a Harmony error object). */
+async function readCompletion(response: IncomingMessage, idleMs: number, deadline: number, signal: AbortSignal): Promise<ChatCompletion> {
+  try {
+    const text = (await readResponse(response, idleMs, deadline, signal)).toString('utf8');
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      throw new UpstreamFault('malformed', 'the replica answered a body that is not JSON');
+    }
+    // A 200 whose body is an error object (a fork's regression): read like any error answer.
+    if (upstreamErrorMessage(parsed) !== undefined) {
+      const verdict = classify(200, text);
+      if (verdict.owner === 'model') throw verdict.failure;
+      if (verdict.owner === 'replica') throw verdict.fault;
+    }
+    const completion = parsed as ChatCompletion;
+    if (!completion || !Array.isArray(completion.choices))
+      throw new UpstreamFault('malformed', 'the replica answered a body that is not a chat completion');
+    return completion;
+  } catch (err) {
+    if (err instanceof ClientGone || err instanceof ModelOutputFailure) throw err;
+    throw new Retryable(
+      err instanceof UpstreamFault ? err : new UpstreamFault('malformed', 'the replica answered a body that is not JSON'),
+    );
+  }
+}
+
 /**
- * Relays one attempt's stream. Before any text (reasoning, content, a tool call) came from
- * the upstream, every failure rejects so the caller of this function can retry, continuing
- * the same response after the role chunk that may already have gone out; after text, a
- * failure is one error event and the stream ends.
+ * Relays one attempt's stream through core's chunk pipeline, as one object with a method per
+ * step of its life (as OpenTelemetry's undici instrumentation names its hooks). Before any text
+ * (reasoning, content, a tool call) came from the upstream, every failure rejects so that serve
+ * can retry, continuing the same response after the role chunk that may already have gone out;
+ * after text, a failure is one error event and the stream ends.
  */
-export function relayStream(
-  { timeouts, events, outputChecks }: RelayDeps,
-  response: IncomingMessage,
-  res: ServerResponse,
-  ctx: RequestContext,
-  replica: Replica,
-  caller: { usage: boolean; continuousUsage: boolean },
-  deadline: number,
-  stream: StreamState,
-): Promise<void> {
-  const transforms = ctx.responseTransforms;
-  const output = ctx.output;
-  const check = outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
-  // Chunks no transform edited leave as the upstream's bytes (usage member cut when the caller did not ask for it).
-  const keepBytes = !output && !ctx.requestedModel && transformsMarkChanges(transforms);
-  const meter = new UsageMeter();
-  const encode = output ? (c: ChatCompletionChunk) => output.chunk(c, ctx) : encodeChunk;
-  const outcome = ctx.upstream!;
-  // An earlier attempt's role chunk already went out: this attempt's is dropped.
-  const continuing = stream.started;
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    let upstreamText = false;
-    let content = '';
-    // The upstream said [DONE]: what it does with its socket afterwards no longer matters.
-    let upstreamDone = false;
-    let pending = '';
-    let idle: NodeJS.Timeout | undefined;
-    const total = setTimeout(
-      () => replicaFault(new UpstreamFault('timeout', 'the stream did not finish in time')),
+export class StreamRelay {
+  private readonly pipeline: ChunkPipeline;
+  private readonly meter = new UsageMeter();
+  private readonly total: NodeJS.Timeout;
+  private idle: NodeJS.Timeout | undefined;
+  private pending = '';
+  private settled = false;
+  private resolve!: () => void;
+  private reject!: (err: unknown) => void;
+  readonly done: Promise<void>;
+
+  constructor(
+    private readonly deps: RelayDeps,
+    private readonly response: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly ctx: RequestContext,
+    private readonly replica: Replica,
+    caller: CallerUsage,
+    deadline: number,
+    private readonly stream: StreamState,
+  ) {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    const check = deps.outputChecks.structuredOutput ? structuredOutputCheck(ctx.body) : undefined;
+    this.pipeline = createChunkPipeline({
+      ctx,
+      write: (text) => (this.pending += text),
+      callerUsage: caller,
+      continuing: stream.started,
+      emptyCompletion: deps.outputChecks.emptyCompletions,
+      ...(check ? { checkContent: check } : {}),
+      observe: (chunk) => this.onChunk(chunk),
+      onFailure: (failure) => this.onFailure(failure),
+      onDone: () => this.onDone(),
+    });
+    this.total = setTimeout(
+      () => this.pipeline.fail({ kind: 'broken', cause: 'timeout', reason: 'the stream did not finish in time' }),
       Math.max(0, deadline - performance.now()),
     );
-
-    const emit = (chunk: ChatCompletionChunk, data: string) => {
-      meter.observeChunk(chunk);
-      if (chunk.usage) ctx.usage = chunk.usage;
-      const choice = chunk.choices[0];
-      if (choice?.finish_reason) outcome.finishReason = choice.finish_reason;
-      if (chunk.choices.length === 0 && chunk.usage) {
-        meter.complete(chunk.usage);
-        if (!caller.usage) return;
-      }
-      // The gateway asks for usage on every chunk (to bill aborted streams exactly); the caller sees it only if it
-      // asked too. Set to undefined rather than deleted: JSON.stringify drops it, and the object keeps its shape.
-      const cutUsage = !!chunk.usage && chunk.choices.length > 0 && !caller.continuousUsage;
-      if (cutUsage) chunk.usage = undefined;
-      for (const c of applyChunkTransforms(chunk, transforms, ctx)) {
-        const out = c.choices[0];
-        if (check && out) {
-          content += out.delta.content ?? '';
-          // Structured output is checked whole, before its normal finish goes out.
-          if (out.finish_reason && out.finish_reason !== 'length' && !out.delta.tool_calls?.length) {
-            const failure = check(content);
-            if (failure) throw failure;
-          }
-        }
-        if (ctx.requestedModel) c.model = ctx.requestedModel;
-        // A usage-only chunk is never kept: the meter adds its reasoning count.
-        if (keepBytes && c === chunk && c.choices.length > 0 && !isChanged(c)) {
-          const kept = cutUsage ? withoutUsageMember(data) : data;
-          if (kept !== undefined) {
-            pending += encodeRawChunk(kept);
-            continue;
-          }
-        }
-        pending += encode(c);
-      }
-      // The first event goes out at once (time to first token); later ones are written once per upstream read.
-      if (!stream.started) flush();
-    };
-    const flush = () => {
-      if (!pending) return;
-      if (!stream.started) {
-        stream.started = true;
-        outcome.firstByteMs = performance.now() - ctx.startTime;
-        startEventStream(res);
-      }
-      const text = pending;
-      pending = '';
-      if (!res.write(text)) {
-        response.pause();
-        res.once('drain', () => response.resume());
-      }
-    };
-    /** The one teardown: true the first time (the caller then resolves or rejects), false after. */
-    const settle = (): boolean => {
-      if (settled) return false;
-      settled = true;
-      // However the stream ends (aborted, broken, retried), its last usage gets its reasoning count.
-      if (ctx.usage) meter.complete(ctx.usage);
-      clearTimeout(idle);
-      clearTimeout(total);
-      return true;
-    };
-    const finish = () => {
-      if (settle()) resolve();
-    };
-    /** No text went out: the caller of relayStream retries, continuing this response if it started. */
-    const retry = (err: Retryable | ModelOutputFailure | RequestFailure) => {
-      if (!settle()) return;
-      if (stream.started) flush();
-      else pending = '';
-      response.destroy();
-      reject(err);
-    };
-    /** Text went out (or the failure is not the upstream's): one error event, then the end. */
-    const endWithError = (error: TeraError, fault?: UpstreamFault) => {
-      if (settled) return;
-      if (!stream.started && !pending) {
-        // Nothing sent yet: an ordinary error answer.
-        settle();
-        response.destroy();
-        return reject(error);
-      }
-      flush();
-      settle();
-      response.destroy();
-      if (fault) {
-        replica.breaker.recordFailure(fault);
-        events.emit('midStreamFailure', ctx, replica.id, fault.message);
-        recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
-      }
-      endStreamWithError(res, ctx, error);
-      resolve();
-    };
-    const replicaFault = (fault: UpstreamFault) => {
-      if (!upstreamText) return retry(new Retryable(fault));
-      endWithError(
-        new TeraError(500, 'server_error', `The model server stream broke off (${fault.kind}). Retry with backoff.`, {
-          code: 'upstream_stream_error',
-        }),
-        fault,
-      );
-    };
-    const modelFailure = (failure: ModelOutputFailure | RequestFailure) => {
-      if (!upstreamText) return retry(failure);
-      recordEvent(ctx, 'tera.stream.failure', {
-        'tera.replica': replica.id,
-        'error.type': failure instanceof ModelOutputFailure ? failure.kind : 'request_failure',
-      });
-      endWithError(
-        failure instanceof ModelOutputFailure
-          ? modelOutputError(failure)
-          : new TeraError(500, 'server_error', 'The model server failed while streaming. Retry with backoff.', {
-              code: 'upstream_stream_error',
-            }),
-      );
-    };
-
-    // A transform that throws (a TeraError by design, e.g. invalid tool arguments in strict mode, or a bug) ends the stream cleanly.
-    const transformFailed = (err: unknown) => {
-      if (err instanceof ModelOutputFailure) {
-        recordEvent(ctx, `tera.output.${err.kind}`, { 'tera.replica': replica.id });
-        return endWithError(modelOutputError(err));
-      }
-      endWithError(
-        err instanceof TeraError
-          ? err
-          : new TeraError(500, 'server_error', 'The gateway failed to process the model output.', { code: 'transform_error' }),
-      );
-    };
-    const decoder = createUpstreamSSEDecoder({
-      onChunk: (chunk, data) => {
-        if (settled) return;
-        if (outcome.responseId === undefined) outcome.responseId = chunk.id;
-        const choice = chunk.choices[0];
-        if (choice) {
-          if (carriesText(choice.delta)) upstreamText = true;
-          else if (continuing && !upstreamText && choice.delta.role && !choice.finish_reason) return;
-          if (choice.finish_reason && !upstreamText && choice.finish_reason !== 'length' && outputChecks.emptyCompletions)
-            return modelFailure(new ModelOutputFailure('empty_completion', `finish_reason ${choice.finish_reason} with no text`));
-        }
-        try {
-          emit(chunk, data);
-        } catch (err) {
-          transformFailed(err);
-        }
-      },
-      onDone: () => {
-        if (settled) return;
-        upstreamDone = true;
-        let tail: string | Promise<string>;
-        try {
-          for (const c of applyEndTransforms(transforms, ctx)) pending += encode(c);
-          tail = output ? output.end(ctx) : SSE_DONE;
-        } catch (err) {
-          return transformFailed(err);
-        }
-        const close = (text: string) => {
-          pending += text;
-          flush();
-          res.end();
-          finish();
-        };
-        if (typeof tail === 'string') return close(tail);
-        // The output format stores something first (a stored response): the stream waits, the upstream is done.
-        clearTimeout(idle);
-        tail.then(close, transformFailed);
-      },
-      onUpstreamError: (body) => {
-        if (settled) return;
-        const verdict = classifyUpstreamError(0, JSON.stringify(body));
-        if (verdict.owner === 'replica') return replicaFault(verdict.fault);
-        if (verdict.owner === 'caller') return endWithError(verdict.error);
-        modelFailure(verdict.failure);
-      },
-      onMalformed: (reason) => settled || replicaFault(new UpstreamFault('malformed', reason)),
-    });
-    // One timer re-armed in place on every read (refresh), not a new one per read.
-    const armIdle = () => {
-      if (idle) idle.refresh();
-      else idle = setTimeout(() => replicaFault(new UpstreamFault('timeout', `no data for ${timeouts.idleMs} ms`)), timeouts.idleMs);
-    };
-    armIdle();
+    this.armIdle();
     // Node's string decoder (multibyte characters split across reads included) instead of a TextDecoder per stream.
     response.setEncoding('utf8');
-    response.on('data', (text: string) => {
-      if (settled) return;
-      armIdle();
-      decoder.feed(text);
-      flush();
-    });
-    response.once('end', () => {
-      if (settled || upstreamDone) return;
-      decoder.end();
-      replicaFault(new UpstreamFault('reset', 'the replica ended the stream before [DONE]'));
-    });
-    response.once('error', (err) => {
-      if (ctx.signal.aborted) {
-        settle();
-        return reject(new ClientGone());
+    response.on('data', (text: string) => this.onData(text));
+    response.once('end', () => this.onUpstreamEnd());
+    response.once('error', (err) => this.onUpstreamError(`the stream broke off: ${err.message}`));
+    response.once('aborted', () => this.onUpstreamError('the stream broke off'));
+    ctx.signal.addEventListener('abort', () => this.onClientClose(), { once: true });
+  }
+
+  /** Bytes from the replica: decoded, transformed and written once per read (the first event at once). */
+  private onData(text: string): void {
+    if (this.settled) return;
+    this.armIdle();
+    this.pipeline.feed(text);
+    this.flush();
+  }
+
+  /** An upstream chunk, before the transforms: the meter counts its reasoning, the outcome takes its id and finish. */
+  private onChunk(chunk: ChatCompletionChunk): void {
+    const outcome = this.ctx.upstream!;
+    if (outcome.responseId === undefined) outcome.responseId = chunk.id;
+    this.meter.observeChunk(chunk);
+    const finish = chunk.choices[0]?.finish_reason;
+    if (finish) outcome.finishReason = finish;
+    if (chunk.choices.length === 0 && chunk.usage) this.meter.complete(chunk.usage);
+  }
+
+  private onDone(): void {
+    this.flush();
+    this.res.end();
+    if (this.settle()) this.resolve();
+  }
+
+  private onUpstreamEnd(): void {
+    if (!this.settled) this.pipeline.end();
+  }
+
+  private onUpstreamError(reason: string): void {
+    if (this.ctx.signal.aborted) return this.onClientClose();
+    this.pipeline.fail({ kind: 'broken', cause: 'reset', reason });
+  }
+
+  private onClientClose(): void {
+    if (this.settle()) this.reject(new ClientGone());
+  }
+
+  /**
+   * The stream failed. Before text: the attempt is retried (the replica's fault counts against its
+   * breaker in serve). After text: one error event, and the replica's own faults count here.
+   */
+  private onFailure(failure: StreamFailure): void {
+    if (this.settled) return;
+    const replicaFault = this.replicaFault(failure);
+    if (!this.pipeline.sawText) {
+      if (replicaFault) return this.retry(new Retryable(replicaFault));
+      if (failure.kind === 'model') return this.retry(failure.failure);
+      if (failure.kind === 'upstream') {
+        const verdict = classify(0, JSON.stringify(failure.body));
+        if (verdict.owner === 'model' || verdict.owner === 'request') return this.retry(verdict.failure);
       }
-      if (!upstreamDone) replicaFault(new UpstreamFault('reset', `the stream broke off: ${err.message}`));
-    });
-    response.once('aborted', () => {
-      if (!upstreamDone) replicaFault(new UpstreamFault('reset', 'the stream broke off'));
-    });
-    ctx.signal.addEventListener(
-      'abort',
-      () => {
-        if (settle()) reject(new ClientGone());
-      },
-      { once: true },
-    );
-  });
+    }
+    const error = streamFailureError(failure);
+    if (!this.stream.started && !this.pending) {
+      // Nothing sent yet: an ordinary error answer.
+      this.settle();
+      this.response.destroy();
+      return this.reject(error);
+    }
+    this.record(failure, replicaFault);
+    this.flush();
+    this.settle();
+    this.response.destroy();
+    endStreamWithError(this.res, this.ctx, error);
+    this.resolve();
+  }
+
+  /** The replica's own fault in a failure (a broken connection, malformed data, an error event that is not the model's), if it is one. */
+  private replicaFault(failure: StreamFailure): UpstreamFault | undefined {
+    if (failure.kind === 'broken') return new UpstreamFault(failure.cause === 'timeout' ? 'timeout' : 'reset', failure.reason);
+    if (failure.kind === 'malformed') return new UpstreamFault('malformed', failure.reason);
+    if (failure.kind === 'upstream') {
+      const verdict = classify(0, JSON.stringify(failure.body));
+      if (verdict.owner === 'replica') return verdict.fault;
+    }
+    return undefined;
+  }
+
+  /** A failure after text, for the breaker, the adapter's events and the span. */
+  private record(failure: StreamFailure, fault: UpstreamFault | undefined): void {
+    const { ctx, replica } = this;
+    if (fault) {
+      replica.breaker.recordFailure(fault);
+      this.deps.events.emit('midStreamFailure', ctx, replica.id, fault.message);
+      recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': fault.kind });
+      return;
+    }
+    if (failure.kind === 'model') return recordEvent(ctx, `tera.output.${failure.failure.kind}`, { 'tera.replica': replica.id });
+    let kind: string = failure.kind;
+    if (failure.kind === 'upstream') {
+      const verdict = classify(0, JSON.stringify(failure.body));
+      kind = verdict.owner === 'model' ? verdict.failure.kind : verdict.owner === 'request' ? 'request_failure' : verdict.owner;
+    }
+    recordEvent(ctx, 'tera.stream.failure', { 'tera.replica': replica.id, 'error.type': kind });
+  }
+
+  /** No text went out: serve retries, continuing this response if it started. */
+  private retry(err: Retryable | ModelOutputFailure | RequestFailure): void {
+    if (!this.settle()) return;
+    if (this.stream.started) this.flush();
+    else this.pending = '';
+    this.response.destroy();
+    this.reject(err);
+  }
+
+  private flush(): void {
+    if (!this.pending) return;
+    if (!this.stream.started) {
+      this.stream.started = true;
+      this.ctx.upstream!.firstByteMs = performance.now() - this.ctx.startTime;
+      startEventStream(this.res);
+    }
+    const text = this.pending;
+    this.pending = '';
+    if (!this.res.write(text)) {
+      this.response.pause();
+      this.res.once('drain', () => this.response.resume());
+    }
+  }
+
+  /** One timer re-armed in place on every read (refresh), not a new one per read. */
+  private armIdle(): void {
+    if (this.idle) this.idle.refresh();
+    else
+      this.idle = setTimeout(
+        () => this.pipeline.fail({ kind: 'broken', cause: 'timeout', reason: `no data for ${this.deps.timeouts.idleMs} ms` }),
+        this.deps.timeouts.idleMs,
+      );
+  }
+
+  /** The one teardown: true the first time (the caller then resolves or rejects), false after. */
+  private settle(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    // However the stream ends (aborted, broken, retried), its last usage gets its reasoning count.
+    if (this.ctx.usage) this.meter.complete(this.ctx.usage);
+    clearTimeout(this.idle);
+    clearTimeout(this.total);
+    return true;
+  }
 }

@@ -1,24 +1,35 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ReplicaBreaker, UpstreamFault } from '@tera-gw/circuit-breaker';
 import {
+  ModelOutputFailure,
+  RequestFailure,
+  TeraError,
   applyRequestTransforms,
   context,
   recordEvent,
   sendError,
   serverError,
   serviceUnavailable,
-  TeraError,
   validTraceparent,
   validTracestate,
   type AttemptRecord,
+  type ChatCompletionRequest,
   type RequestContext,
   type UpstreamOutcome,
 } from '@tera-gw/core';
 import type { RouteRequest, Router } from '@tera-gw/router';
-import { ClientGone, readResponse, sendAttempt } from './attempt.js';
-import { ModelOutputFailure, RequestFailure, classifyUpstreamError } from './outcome.js';
+import { ClientGone, readResponse, sendAttempt, type Attempt } from './attempt.js';
+import { classify } from './outcome.js';
 import { settleAbortedUsage } from './usage.js';
-import { endStreamWithError, relayCompletion, relayStream, Retryable, type RelayDeps, type StreamState } from './relay.js';
+import {
+  StreamRelay,
+  endStreamWithError,
+  relayCompletion,
+  Retryable,
+  type CallerUsage,
+  type RelayDeps,
+  type StreamState,
+} from './relay.js';
 import type { Replica } from './replica.js';
 
 const isEventStreamResponse = (response: IncomingMessage) => (response.headers['content-type'] ?? '').startsWith('text/event-stream');
@@ -40,6 +51,41 @@ export interface ServeDeps extends RelayDeps {
   onRelease: () => void;
 }
 
+/** What one request sends upstream, built once and sent by every attempt. */
+interface UpstreamRequest {
+  ctx: RequestContext;
+  body: ChatCompletionRequest;
+  streaming: boolean;
+  caller: CallerUsage;
+  payload: Buffer;
+  headers: Record<string, string>;
+  route: RouteRequest;
+  /** Sent to the overflow provider instead of the pool. */
+  overflow: boolean;
+  deadline: number;
+}
+
+/** Where a request's attempts stand. */
+interface Attempts {
+  outcome: UpstreamOutcome;
+  tried: Set<Replica>;
+  stream: StreamState;
+  last: UpstreamFault | ModelOutputFailure | RequestFailure | undefined;
+  /** A model-output failure is not the replica's: with no other replica ready, the same one tries again. */
+  sameReplicaAllowed: boolean;
+  staleRetries: number;
+  /** The next attempt takes its turn in admission first (a retry after the model's output failed). */
+  readmit: boolean;
+}
+
+/** What a failed attempt means for the request. */
+type Decision =
+  | { next: 'retry' }
+  /** The request never ran (a stale keep-alive socket, a breaker that refused since the pick): no attempt spent; `again` on the same replica. */
+  | { next: 'retry-uncounted'; again: boolean }
+  | { next: 'gone' }
+  | { next: 'answer'; error: TeraError };
+
 /**
  * The trace context the upstream gets: the gateway's own span when telemetry records one,
  * else the caller's when it is valid W3C (and forwarding it is configured), else none.
@@ -57,42 +103,28 @@ function traceHeadersFor(forwardHeaders: readonly string[]) {
 }
 
 /**
- * The retry loop: picks a replica (router, breaker, health), sends the attempt, retries replica
- * faults on another replica before the first byte reached the client, and relays the answer.
+ * The retry loop, as named steps: build the upstream request, pick a replica, run the attempt,
+ * classify its failure, and answer the final error. Replica faults are retried on another replica
+ * before the first byte reached the client; the answer is relayed once an attempt succeeds.
  */
 export function createServe(deps: ServeDeps): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const { replicas, router, maxAttempts, timeouts, events, baseHeaders, forwardHeaders, retryAfter, cacheSalt, fallback } = deps;
   const traceHeaders = traceHeadersFor(forwardHeaders);
-  /**
-   * Available replicas not tried yet, full ones included: for a long conversation, a turn in the FIFO of
-   * the replica that caches it costs less than prefilling it elsewhere (measured on bench:routing's agentic
-   * workload, within noise of filtering to replicas with room); the router's load terms weigh the rest.
-   */
-  function candidates(tried: ReadonlySet<Replica>): Replica[] {
-    const out: Replica[] = [];
-    for (const r of replicas) if (!tried.has(r) && r.available) out.push(r);
-    return out;
-  }
 
-  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const ctx = context(req, res);
-    if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
-    const costlyChecks = ctx.costlyChecks;
-    if (costlyChecks) {
-      ctx.costlyChecks = undefined;
-      await costlyChecks();
-    }
-    const body = applyRequestTransforms(ctx.body, ctx);
+  /** Step 1: the body and headers every attempt sends (request transforms applied, usage asked for, the tenant's salt). */
+  function buildUpstreamRequest(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: RequestContext,
+    validated: ChatCompletionRequest,
+  ): UpstreamRequest {
+    const body = applyRequestTransforms(validated, ctx);
     const streaming = body.stream === true;
     const overflow = ctx.overflow === true && fallback !== undefined;
     if (overflow) {
       ctx.servedBy = 'fallback';
       res.setHeader('X-Tera-Served-By', 'fallback');
     }
-    const caller = {
-      usage: body.stream_options?.include_usage === true,
-      continuousUsage: body.stream_options?.continuous_usage_stats === true,
-    };
     // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
     // client leaves or the stream breaks; the caller sees what it asked for.
     const upstreamBody = { ...body };
@@ -108,7 +140,6 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const salt = overflow ? undefined : cacheSalt(ctx, body.cache_salt);
     if (salt === undefined) delete upstreamBody.cache_salt;
     else upstreamBody.cache_salt = salt;
-    const payload = Buffer.from(JSON.stringify(upstreamBody));
     const headers: Record<string, string> = { ...(overflow ? fallback.headers : baseHeaders), 'x-request-id': ctx.id };
     for (const name of forwardHeaders) {
       if (name === 'traceparent' || name === 'tracestate') continue;
@@ -116,45 +147,203 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       if (typeof value === 'string') headers[name] = value;
     }
     Object.assign(headers, traceHeaders(req, ctx));
-    const deadline = performance.now() + timeouts.totalMs;
-    const tried = new Set<Replica>();
-    const route: RouteRequest = { promptCacheKey: ctx.local?.promptCacheKey, prompt: body, partition: salt };
-    const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
-    const stream: StreamState = { started: false };
-    let lastFailure: UpstreamFault | ModelOutputFailure | RequestFailure | undefined;
-    // A model-output failure is not the replica's: with no other replica ready, the same one tries again.
-    let sameReplicaAllowed = false;
-    let staleRetries = 0;
-    /** An error answer, or one error event when an earlier attempt already started the stream. */
-    const answer = (error: TeraError) => (stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
+    return {
+      ctx,
+      body,
+      streaming,
+      caller: { include: body.stream_options?.include_usage === true, continuous: body.stream_options?.continuous_usage_stats === true },
+      payload: Buffer.from(JSON.stringify(upstreamBody)),
+      headers,
+      route: { promptCacheKey: ctx.local?.promptCacheKey, prompt: body, partition: salt },
+      overflow,
+      deadline: performance.now() + timeouts.totalMs,
+    };
+  }
 
-    // A retry after the model's output failed takes its turn in admission again, once this attempt's slot is free.
-    let readmit = false;
-    while (outcome.attempts < maxAttempts && performance.now() < deadline) {
-      if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
-      if (readmit && ctx.readmit) {
-        readmit = false;
-        try {
-          await ctx.readmit();
-        } catch (refused) {
-          return answer(refused instanceof TeraError ? refused : serverError('The retry could not be admitted.', 'upstream_error'));
-        }
-        if (ctx.signal.aborted) return settleAbortedUsage(ctx, body, stream.started);
+  /**
+   * Step 2: the replica for the next attempt. Available replicas not tried yet, full ones included:
+   * for a long conversation, a turn in the FIFO of the replica that caches it costs less than
+   * prefilling it elsewhere (measured on bench:routing's agentic workload, within noise of
+   * filtering to replicas with room); the router's load terms weigh the rest.
+   */
+  function pickReplica(request: UpstreamRequest, state: Attempts): Replica | undefined {
+    if (request.overflow) {
+      const fb = fallback!.replica;
+      return fb.available && (!state.tried.has(fb) || state.sameReplicaAllowed) ? fb : undefined;
+    }
+    const candidates = (tried: ReadonlySet<Replica>) => replicas.filter((r) => !tried.has(r) && r.available);
+    let pool = candidates(state.tried);
+    if (!pool.length && state.sameReplicaAllowed) pool = candidates(new Set());
+    const replica = router.pick(request.route, pool);
+    if (replica) router.record?.(request.route, replica);
+    return replica;
+  }
+
+  /**
+   * Step 3: one attempt on one replica: send, read the answer's head, relay it. Throws what failed;
+   * returns the replica's answer about the request itself (a 400) for the caller to read.
+   */
+  async function runAttempt(
+    request: UpstreamRequest,
+    replica: Replica,
+    res: ServerResponse,
+    state: Attempts,
+    record: AttemptRecord,
+  ): Promise<TeraError | undefined> {
+    const { ctx, streaming } = request;
+    const { response, request: upstream } = await replica.breaker.run(() => sendChecked(request, replica));
+    const status = response.statusCode ?? 0;
+    record.status = status;
+    if (status >= 400 || (streaming && !isEventStreamResponse(response))) {
+      // An error answer, or a JSON body where a stream was asked for (a 200 carrying an error object).
+      const text = (await readResponse(response, timeouts.idleMs, request.deadline, ctx.signal)).toString('utf8');
+      const verdict = classify(status, text);
+      if (verdict.owner === 'caller') return verdict.error;
+      throw verdict.owner === 'replica' ? new Retryable(verdict.fault) : verdict.failure;
+    }
+    const onAbort = () => upstream.destroy();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (streaming) await new StreamRelay(deps, response, res, ctx, replica, request.caller, request.deadline, state.stream).done;
+      else await relayCompletion(deps, response, res, ctx, request.deadline);
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
+    }
+    return undefined;
+  }
+
+  /** Sends the attempt inside the breaker: only a replica fault leaves it as an UpstreamFault, so only those are counted. */
+  async function sendChecked(request: UpstreamRequest, replica: Replica): Promise<Attempt> {
+    const attempt = await sendAttempt(replica, request.payload, request.headers, timeouts, request.ctx.signal);
+    const status = attempt.response.statusCode ?? 0;
+    if (status < 500) return attempt;
+    const text = await readResponse(attempt.response, timeouts.idleMs, request.deadline, request.ctx.signal).catch(() => Buffer.alloc(0));
+    const verdict = classify(status, text.toString('utf8'));
+    throw verdict.owner === 'replica' ? verdict.fault : verdict.owner === 'caller' ? verdict.error : verdict.failure;
+  }
+
+  /** Step 4: what a failed attempt means: retry (counted or not), the client is gone, or answer now. */
+  function classifyFailure(
+    err: unknown,
+    request: UpstreamRequest,
+    replica: Replica,
+    state: Attempts,
+    record: AttemptRecord,
+    breakerBefore: string,
+  ): Decision {
+    const { ctx } = request;
+    const { outcome } = state;
+    if (err instanceof ClientGone || ctx.signal.aborted) {
+      record.outcome = 'aborted';
+      return { next: 'gone' };
+    }
+    if (err instanceof ModelOutputFailure || err instanceof RequestFailure) {
+      // Not the replica's fault: retried, never counted against its breaker.
+      state.last = err;
+      record.outcome = 'retried';
+      record.error = err.message;
+      const kind = err instanceof ModelOutputFailure ? err.kind : 'request_failure';
+      if (err instanceof ModelOutputFailure) {
+        state.sameReplicaAllowed = true;
+        const repairs = (ctx.repairs ??= {});
+        repairs[`retry.${kind}`] = (repairs[`retry.${kind}`] ?? 0) + 1;
       }
-      let replica: Replica | undefined;
-      if (overflow) {
-        const fb = fallback.replica;
-        replica = fb.available && (!tried.has(fb) || sameReplicaAllowed) ? fb : undefined;
-      } else {
-        let pool = candidates(tried);
-        if (!pool.length && sameReplicaAllowed) pool = candidates(new Set());
-        replica = router.pick(route, pool);
-        if (replica) router.record?.(route, replica);
+      recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': kind, 'tera.attempt': outcome.attempts });
+      events.emit('retry', ctx, replica.id, err);
+      // The failed attempt's tokens were processed: they count against the key's rate, though only one attempt is billed.
+      if (ctx.usage) {
+        ctx.consumedTokens = (ctx.consumedTokens ?? 0) + ctx.usage.total_tokens;
+        ctx.usage = undefined;
       }
+      state.readmit = true;
+      return { next: 'retry' };
+    }
+    const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
+    if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
+    if (fault) {
+      if (fault.staleSocket && state.staleRetries++ < 2) return { next: 'retry-uncounted', again: true };
+      state.last = fault;
+      record.outcome = 'retried';
+      record.error = fault.message;
+      if (fault.status !== undefined) record.status = fault.status;
+      recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': fault.kind, 'tera.attempt': outcome.attempts });
+      if (replica.breaker.state !== breakerBefore)
+        recordEvent(ctx, 'tera.breaker.state_change', { 'tera.replica': replica.id, 'tera.breaker.state': replica.breaker.state });
+      events.emit('retry', ctx, replica.id, fault);
+      return { next: 'retry' };
+    }
+    // The breaker opened (or its half-open probe slot was taken) since the pick: not an attempt.
+    if (ReplicaBreaker.isRejection(err)) return { next: 'retry-uncounted', again: false };
+    record.outcome = 'failed';
+    record.error = err instanceof Error ? err.message : String(err);
+    if (err instanceof TeraError) return { next: 'answer', error: err };
+    throw err;
+  }
+
+  /** Step 5: every attempt failed, or none could be made: the error the caller reads (fixed text; the failure is in the spans). */
+  function finalError(state: Attempts): TeraError {
+    const { last, outcome } = state;
+    const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}`;
+    if (last instanceof ModelOutputFailure)
+      return serverError(
+        `The model produced ${ModelOutputFailure.describe(last.kind)} on ${attempts}. Retry the request; if it persists, report the X-Tera-Request-ID of this response.`,
+        last.kind,
+        last,
+      );
+    if (last)
+      return serverError(
+        `The model server failed to answer after ${attempts}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,
+        'upstream_error',
+        last,
+      );
+    return serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
+  }
+
+  /** A retry after the model's output failed waits its turn in admission; false when the request should stop (refused or gone). */
+  async function readmitted(request: UpstreamRequest, state: Attempts, answer: (error: TeraError) => void): Promise<boolean> {
+    const { ctx } = request;
+    if (!state.readmit || !ctx.readmit) return true;
+    state.readmit = false;
+    try {
+      await ctx.readmit();
+    } catch (refused) {
+      answer(refused instanceof TeraError ? refused : serverError('The retry could not be admitted.', 'upstream_error'));
+      return false;
+    }
+    return !ctx.signal.aborted;
+  }
+
+  return async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const ctx = context(req, res);
+    if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
+    const costlyChecks = ctx.costlyChecks;
+    if (costlyChecks) {
+      ctx.costlyChecks = undefined;
+      await costlyChecks();
+    }
+    const request = buildUpstreamRequest(req, res, ctx, ctx.body);
+    const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
+    const state: Attempts = {
+      outcome,
+      tried: new Set(),
+      stream: { started: false },
+      last: undefined,
+      sameReplicaAllowed: false,
+      staleRetries: 0,
+      readmit: false,
+    };
+    /** An error answer, or one error event when an earlier attempt already started the stream. */
+    const answer = (error: TeraError) => (state.stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
+    const gone = () => settleAbortedUsage(ctx, request.body, state.stream.started);
+
+    while (outcome.attempts < maxAttempts && performance.now() < request.deadline) {
+      if (ctx.signal.aborted) return gone();
+      if (!(await readmitted(request, state, answer))) return ctx.signal.aborted ? gone() : undefined;
+      const replica = pickReplica(request, state);
       if (!replica) break;
-      tried.add(replica);
+      state.tried.add(replica);
       outcome.attempts++;
-      Object.assign(outcome, { replica: replica.id });
+      outcome.replica = replica.id;
       events.emit('attempt', ctx, replica.id, outcome.attempts);
       const record: AttemptRecord = { replica: replica.id, start: performance.now(), outcome: 'ok' };
       (outcome.attemptLog ??= []).push(record);
@@ -163,118 +352,29 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       // Admission's hold on the pool becomes this in-flight count.
       ctx.reservation?.settle();
       try {
-        const { response, request } = await replica.breaker.run(async () => {
-          const attempt = await sendAttempt(replica, payload, headers, timeouts, ctx.signal);
-          const status = attempt.response.statusCode ?? 0;
-          if (status >= 500) {
-            const text = await readResponse(attempt.response, timeouts.idleMs, deadline, ctx.signal).catch(() => Buffer.alloc(0));
-            // Only a replica fault leaves breaker.run as an UpstreamFault, so only those are counted.
-            const verdict = classifyUpstreamError(status, text.toString('utf8'));
-            throw verdict.owner === 'replica' ? verdict.fault : verdict.owner === 'caller' ? verdict.error : verdict.failure;
-          }
-          return attempt;
-        });
-        const status = response.statusCode ?? 0;
-        record.status = status;
-        if (status >= 400 || (streaming && !isEventStreamResponse(response))) {
-          // An error answer, or a JSON body where a stream was asked for (a 200 carrying an error object).
-          const text = (await readResponse(response, timeouts.idleMs, deadline, ctx.signal)).toString('utf8');
-          const verdict = classifyUpstreamError(status, text);
-          if (verdict.owner === 'caller') return answer(verdict.error);
-          throw verdict.owner === 'replica' ? new Retryable(verdict.fault) : verdict.failure;
-        }
-        const onAbort = () => request.destroy();
-        ctx.signal.addEventListener('abort', onAbort, { once: true });
-        try {
-          if (streaming) await relayStream(deps, response, res, ctx, replica, caller, deadline, stream);
-          else await relayCompletion(deps, response, res, ctx, deadline);
-        } finally {
-          ctx.signal.removeEventListener('abort', onAbort);
-        }
+        const refused = await runAttempt(request, replica, res, state, record);
+        if (refused) answer(refused);
         return;
       } catch (err) {
         record.end = performance.now();
-        if (err instanceof ClientGone || ctx.signal.aborted) {
-          record.outcome = 'aborted';
-          settleAbortedUsage(ctx, body, stream.started);
+        const decision = classifyFailure(err, request, replica, state, record, breakerBefore);
+        if (decision.next === 'gone') {
+          gone();
           events.emit('clientAbort', ctx);
           return;
         }
-        if (err instanceof ModelOutputFailure || err instanceof RequestFailure) {
-          // Not the replica's fault: retried, never counted against its breaker.
-          lastFailure = err;
-          record.outcome = 'retried';
-          record.error = err.message;
-          const kind = err instanceof ModelOutputFailure ? err.kind : 'request_failure';
-          if (err instanceof ModelOutputFailure) {
-            sameReplicaAllowed = true;
-            const repairs = (ctx.repairs ??= {});
-            repairs[`retry.${kind}`] = (repairs[`retry.${kind}`] ?? 0) + 1;
-          }
-          recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': kind, 'tera.attempt': outcome.attempts });
-          events.emit('retry', ctx, replica.id, err);
-          // The failed attempt's tokens were processed: they count against the key's rate, though only one attempt is billed.
-          if (ctx.usage) {
-            ctx.consumedTokens = (ctx.consumedTokens ?? 0) + ctx.usage.total_tokens;
-            ctx.usage = undefined;
-          }
-          readmit = true;
-          continue;
-        }
-        const fault = err instanceof Retryable ? err.fault : err instanceof UpstreamFault ? err : undefined;
-        if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
-        if (fault) {
-          if (fault.staleSocket && staleRetries++ < 2) {
-            // The server closed an idle keep-alive socket just as it was reused: the request never ran. Same replica, no attempt spent.
-            outcome.attemptLog.pop();
-            tried.delete(replica);
-            outcome.attempts--;
-            continue;
-          }
-          lastFailure = fault;
-          record.outcome = 'retried';
-          record.error = fault.message;
-          if (fault.status !== undefined) record.status = fault.status;
-          recordEvent(ctx, 'tera.retry', { 'tera.replica': replica.id, 'error.type': fault.kind, 'tera.attempt': outcome.attempts });
-          if (replica.breaker.state !== breakerBefore)
-            recordEvent(ctx, 'tera.breaker.state_change', { 'tera.replica': replica.id, 'tera.breaker.state': replica.breaker.state });
-          events.emit('retry', ctx, replica.id, fault);
-          continue;
-        }
-        if (ReplicaBreaker.isRejection(err)) {
-          // The breaker opened (or its half-open probe slot was taken) since the pick: not an attempt.
+        if (decision.next === 'answer') return answer(decision.error);
+        if (decision.next === 'retry-uncounted') {
           outcome.attemptLog.pop();
           outcome.attempts--;
-          continue;
+          if (decision.again) state.tried.delete(replica);
         }
-        record.outcome = 'failed';
-        record.error = err instanceof Error ? err.message : String(err);
-        if (stream.started && err instanceof TeraError) return endStreamWithError(res, ctx, err);
-        throw err;
       } finally {
         record.end ??= performance.now();
         replica.inFlight--;
         deps.onRelease();
       }
     }
-    const attempts = `${outcome.attempts} attempt${outcome.attempts === 1 ? '' : 's'}`;
-    // The failure itself (a replica's body included) is in the attempt log and the spans; the caller gets fixed text.
-    const error =
-      lastFailure instanceof ModelOutputFailure
-        ? serverError(
-            `The model produced ${ModelOutputFailure.describe(lastFailure.kind)} on ${attempts}. Retry the request; if it persists, report the X-Tera-Request-ID of this response.`,
-            lastFailure.kind,
-            lastFailure,
-          )
-        : lastFailure
-          ? serverError(
-              `The model server failed to answer after ${attempts}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,
-              'upstream_error',
-              lastFailure,
-            )
-          : serviceUnavailable('No healthy openai/gpt-oss-20b replica is available right now; retry shortly.', retryAfter);
-    if (stream.started) return endStreamWithError(res, ctx, error);
-    throw error;
-  }
-  return serve;
+    answer(finalError(state));
+  };
 }

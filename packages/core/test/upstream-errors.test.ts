@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyUpstreamError } from '../src/outcome.js';
+import { classifyUpstreamError } from '../src/index.js';
 
 /** Bodies as released vLLM versions sent them (nested and flat error objects, plain text from a proxy). */
 const nested = (message: string, type = 'InternalServerError', code = 500) =>
