@@ -2,9 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryStore, type AcquireRequest, type Store } from '@tera-gw/rate-limit';
 import { RedisStore } from '@tera-gw/rate-limit-redis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mountGateway, type Mounted } from '../helpers/mount.js';
 import { redisAvailable, spawnGateway, spawnSim, startRedis, type RedisProcess, type SimProcess } from '../helpers/processes.js';
 
@@ -16,80 +15,6 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await redis?.stop();
-});
-
-const limits = (over: Partial<AcquireRequest> = {}): AcquireRequest => ({
-  cost: 10,
-  concurrency: 3,
-  tokensPerSecond: 100,
-  burst: 100,
-  leaseTtlMs: 60_000,
-  ...over,
-});
-let keyCounter = 0;
-const freshKey = () => `key-${process.pid}-${keyCounter++}-${Date.now()}`;
-
-const stores: Array<[string, () => Store]> = [['MemoryStore', () => new MemoryStore()]];
-if (withRedis) stores.push(['RedisStore', () => new RedisStore({ url: redis!.url })]);
-
-describe.each(stores)('%s', (_name, makeStore) => {
-  let store: Store;
-  beforeAll(() => {
-    store = makeStore();
-  });
-  afterAll(() => store.close?.());
-
-  it('a burst of parallel acquisitions admits exactly the concurrency limit', async () => {
-    const key = freshKey();
-    const results = await Promise.all(Array.from({ length: 20 }, () => store.acquire(key, limits({ concurrency: 3, cost: 1 }))));
-    expect(results.filter((r) => r.ok)).toHaveLength(3);
-    const refused = results.filter((r) => !r.ok);
-    expect(refused.every((r) => !r.ok && r.reason === 'concurrency' && r.retryAfterMs >= 1000)).toBe(true);
-  });
-
-  it('released leases free their slot; releasing twice changes nothing', async () => {
-    const key = freshKey();
-    const a = await store.acquire(key, limits({ concurrency: 1, cost: 1 }));
-    expect(a.ok).toBe(true);
-    expect((await store.acquire(key, limits({ concurrency: 1, cost: 1 }))).ok).toBe(false);
-    if (!a.ok) throw new Error('unreachable');
-    await store.release(key, a.leaseId, 0, limits());
-    await store.release(key, a.leaseId, -1000, limits());
-    const b = await store.acquire(key, limits({ concurrency: 1, cost: 1 }));
-    expect(b.ok).toBe(true);
-    // The second release did not refund 1000 tokens: the bucket stays under its burst.
-    expect(b.remainingTokens).toBeLessThanOrEqual(99);
-  });
-
-  it('leases of a dead process expire', async () => {
-    const key = freshKey();
-    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(true);
-    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(false);
-    await new Promise((r) => setTimeout(r, 250));
-    expect((await store.acquire(key, limits({ concurrency: 1, leaseTtlMs: 150 }))).ok).toBe(true);
-  });
-
-  it('token bucket with debt; Retry-After is honest; reconciliation refunds', async () => {
-    const key = freshKey();
-    const r1 = await store.acquire(key, limits({ cost: 150, concurrency: 10 }));
-    expect(r1.ok).toBe(true);
-    expect(r1.remainingTokens).toBeCloseTo(-50, 0);
-    const r2 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
-    expect(r2.ok).toBe(false);
-    if (r2.ok) throw new Error('unreachable');
-    expect(r2.reason).toBe('tokens');
-    expect(r2.retryAfterMs).toBeGreaterThan(400);
-    expect(r2.retryAfterMs).toBeLessThan(600);
-    await new Promise((r) => setTimeout(r, r2.retryAfterMs + 20));
-    const r3 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
-    expect(r3.ok).toBe(true);
-    if (!r1.ok) throw new Error('unreachable');
-    // The upstream said 30 tokens, not 150: 120 come back.
-    await store.release(key, r1.leaseId, 30 - 150, limits());
-    const r4 = await store.acquire(key, limits({ cost: 1, concurrency: 10 }));
-    expect(r4.ok).toBe(true);
-    expect(r4.remainingTokens).toBeGreaterThan(60);
-  });
 });
 
 describe('limits through the gateway', () => {

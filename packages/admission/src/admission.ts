@@ -1,6 +1,9 @@
 import {
   context,
+  estimatedPromptTokens,
   invalidRequest,
+  outputTokensCap,
+  parseOptions,
   rateLimitError,
   recordEvent,
   sendError,
@@ -9,50 +12,8 @@ import {
   type RequestContext,
   type TeraError,
 } from '@tera-gw/core';
-import { FlowScheduler, type BandDepth, type QueueLimits, type Refusal } from './scheduler.js';
-
-/**
- * What admission needs of the upstream pool; `@tera-gw/vllm`'s adapter provides it as `adapter.pool`.
- * Room is counted in requests the replicas would start at once, not queue in their own FIFO.
- */
-export interface AdmissionPool {
-  /** Requests the pool can start now; `Infinity` when it has no capacity signal (then nothing is held). */
-  room(): number;
-  /** No replica can take a request at all (each down, warming or with its breaker open). */
-  down(): boolean;
-  /** Holds one unit of room for a request admitted now, until the upstream counts it in flight or it ends. */
-  reserve(): { settle(): void };
-  /** Calls `listener` whenever room may have grown (a request ended, a replica came back, a scrape). Returns the unsubscribe. */
-  onChange(listener: () => void): () => void;
-}
-
-export interface AdmissionOptions {
-  pool: AdmissionPool;
-  /**
-   * Longest wait in the queue, in ms, then 429 (503 when the pool is down). A number for every band,
-   * or per priority: `{ "1": 60000, "0": 20000, "default": 10000 }`. @defaultValue 30000
-   */
-  maxWaitMs?: number | Readonly<Record<string, number>>;
-  /** Caps on what waits, per flow and in all. */
-  limits?: Partial<QueueLimits>;
-  /**
-   * How flows of one band take turns: `requests` (round-robin, one request per turn) or `tokens`
-   * (deficit round-robin on estimated prompt + output tokens, so long requests cost more turns).
-   * @defaultValue `'requests'`
-   */
-  fairness?: 'requests' | 'tokens';
-  /** The header a key marked `fairnessFromHeader` sets to name its end user. @defaultValue `'x-tera-fairness-id'` */
-  fairnessHeader?: string;
-  /** `Retry-After` seconds before any drain rate was measured. @defaultValue 2 */
-  retryAfterSeconds?: number;
-  /**
-   * Overflow to the upstream's fallback provider (`fallback` in `@tera-gw/vllm`): requests that have
-   * waited `afterMs`, and those that would be refused, go there instead. Off when absent.
-   */
-  overflow?: { afterMs: number };
-  /** Output tokens assumed for fairness by tokens when a request names no `max_tokens`. @defaultValue 1024 */
-  outputEstimate?: number;
-}
+import { admissionOptionsSchema, type AdmissionOptions } from './options.js';
+import { FlowScheduler, type BandDepth, type Refusal } from './scheduler.js';
 
 export interface QueueStatus {
   queued: number;
@@ -86,18 +47,18 @@ const RATE_SAMPLES = 128;
  * Dispatches the moment room frees; refuses with 429 (503 while the pool is down) and a
  * `Retry-After` from the measured drain rate once a wait limit or a cap is reached.
  */
-export function admission(options: AdmissionOptions): AdmissionStage {
+export function admission(input: AdmissionOptions): AdmissionStage {
+  const options = parseOptions(admissionOptionsSchema, input, 'admission()');
   const { pool } = options;
   const fairnessByTokens = options.fairness === 'tokens';
   // A small quantum: a light flow (one short request) is served within one turn of the ring, while a flow of
   // long requests waits several turns per request; a large one would let each flow send bursts (measured: worse).
   const scheduler = new FlowScheduler<Waiting>(options.limits, fairnessByTokens ? 64 : 1);
-  const fairnessHeader = (options.fairnessHeader ?? 'x-tera-fairness-id').toLowerCase();
-  const defaultRetryAfter = options.retryAfterSeconds ?? 2;
-  const outputEstimate = options.outputEstimate ?? 1024;
+  const fairnessHeader = options.fairnessHeader.toLowerCase();
+  const defaultRetryAfter = options.retryAfterSeconds;
+  const outputEstimate = options.outputEstimate;
   const maxWait = (priority: number): number => {
     const limits = options.maxWaitMs;
-    if (limits === undefined) return 30_000;
     if (typeof limits === 'number') return limits;
     return limits[String(priority)] ?? limits.default ?? 30_000;
   };
@@ -214,11 +175,7 @@ export function admission(options: AdmissionOptions): AdmissionStage {
     const waitLimit = maxWait(priority);
     const overflowAfter = overflowing?.afterMs;
     const timeoutMs = overflowAfter !== undefined ? Math.min(overflowAfter, waitLimit) : waitLimit;
-    const body = ctx.body;
-    const cost = fairnessByTokens
-      ? (ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)) +
-        (body?.max_completion_tokens ?? body?.max_tokens ?? outputEstimate)
-      : 1;
+    const cost = fairnessByTokens ? estimatedPromptTokens(ctx) + outputTokensCap(ctx, outputEstimate) : 1;
     const waiting = { ctx, res, next: go } as Waiting;
     const queued = scheduler.enqueue(waiting, { fairnessId: flow.fairnessId, priority, bytes: flow.bytes, cost, at: queuedAt });
     if (typeof queued === 'string') {

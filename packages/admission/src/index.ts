@@ -1,4 +1,5 @@
-export { admission, type AdmissionOptions, type AdmissionPool, type AdmissionStage, type QueueStatus } from './admission.js';
+export { admission, type AdmissionStage, type QueueStatus } from './admission.js';
+export { admissionOptionsSchema, type AdmissionOptions } from './options.js';
 export {
   FlowScheduler,
   DEFAULT_QUEUE_LIMITS,

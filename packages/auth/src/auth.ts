@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { authenticationError, context, permissionError, type AuthenticatedKey, type Middleware } from '@tera-gw/core';
+import { authenticationError, context, parseOptions, permissionError, type AuthenticatedKey, type Middleware } from '@tera-gw/core';
+import { authOptionsSchema, type AuthOptions } from './options.js';
 import { hashKey, type KeyRecord, type KeyStore } from './keys.js';
 
 // A bearer token: printable ASCII without spaces, as RFC 6750's b64token and OpenAI's keys are.
@@ -39,9 +40,8 @@ export async function verifyBearer(req: IncomingMessage, keyStore: KeyStore, now
  * disabled -> 401 `authentication_error` with `WWW-Authenticate: Bearer`. The key never
  * appears in an error; the authenticated record goes on the context.
  */
-export function auth(options: { keyStore: KeyStore; now?: () => number }): Middleware {
-  const { keyStore } = options;
-  const now = options.now ?? Date.now;
+export function auth(input: AuthOptions): Middleware {
+  const { keyStore, now } = parseOptions(authOptionsSchema, input, 'auth()');
   return function authenticate(req, res, next) {
     verifyBearer(req, keyStore, now).then((record) => {
       const key: { -readonly [K in keyof AuthenticatedKey]: AuthenticatedKey[K] } = { id: record.id, models: record.models };

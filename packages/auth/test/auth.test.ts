@@ -59,6 +59,6 @@ describe('auth', () => {
 
   it('fingerprints are short and do not reveal the key', () => {
     expect(fingerprint('sk-tera-good-key')).toMatch(/^sha256:[0-9a-f]{8}$/);
-    expect(() => new MemoryKeyStore([{ sha256: 'abc' }])).toThrow(/64-hex-digit/);
+    expect(() => new MemoryKeyStore([{ sha256: 'abc' }])).toThrow(/sha256: must be 64 hex digits/);
   });
 });

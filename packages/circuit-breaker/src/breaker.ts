@@ -1,20 +1,9 @@
 import { EventEmitter } from 'node:events';
 import CircuitBreaker from 'opossum';
+import { parseOptions } from '@tera-gw/core';
+import { breakerOptionsSchema, type BreakerOptions } from './options.js';
 
 export type BreakerState = 'closed' | 'open' | 'halfOpen';
-
-export interface BreakerOptions {
-  /** Consecutive upstream faults that open the breaker. @defaultValue 5 */
-  consecutiveFailures?: number;
-  /** Error percentage over the rolling window that opens it. @defaultValue 50 */
-  errorThresholdPercentage?: number;
-  /** Requests the window must hold before the error rate counts. @defaultValue 20 */
-  volumeThreshold?: number;
-  /** Rolling window length. @defaultValue 10000 ms */
-  rollingWindowMs?: number;
-  /** How long the breaker stays open before one probe request may pass (half-open). @defaultValue 5000 ms */
-  resetTimeoutMs?: number;
-}
 
 /** An upstream fault: the only kind of failure a breaker counts (5xx, resets, timeouts; never a caller's 4xx). */
 export class UpstreamFault extends Error {
@@ -50,17 +39,18 @@ export class ReplicaBreaker extends EventEmitter<BreakerEvents> {
   private readonly consecutiveLimit: number;
   private consecutive = 0;
 
-  constructor(replica: string, options: BreakerOptions = {}) {
+  constructor(replica: string, input: BreakerOptions = {}) {
     super();
+    const options = parseOptions(breakerOptionsSchema, input, 'ReplicaBreaker');
     this.replica = replica;
-    this.consecutiveLimit = options.consecutiveFailures ?? 5;
+    this.consecutiveLimit = options.consecutiveFailures;
     this.breaker = new CircuitBreaker((attempt: () => Promise<unknown>) => attempt(), {
       // Timeouts are the adapter's: a stream may rightly run for minutes.
       timeout: false,
-      resetTimeout: options.resetTimeoutMs ?? 5000,
-      errorThresholdPercentage: options.errorThresholdPercentage ?? 50,
-      volumeThreshold: options.volumeThreshold ?? 20,
-      rollingCountTimeout: options.rollingWindowMs ?? 10_000,
+      resetTimeout: options.resetTimeoutMs,
+      errorThresholdPercentage: options.errorThresholdPercentage,
+      volumeThreshold: options.volumeThreshold,
+      rollingCountTimeout: options.rollingWindowMs,
       rollingCountBuckets: 10,
       name: replica,
       // Only upstream faults count; anything else (the client left, a bug) is not the replica's fault.

@@ -1,1 +1,2 @@
-export { ReplicaBreaker, UpstreamFault, type BreakerEvents, type BreakerOptions, type BreakerState } from './breaker.js';
+export { ReplicaBreaker, UpstreamFault, type BreakerEvents, type BreakerState } from './breaker.js';
+export { breakerOptionsSchema, type BreakerOptions } from './options.js';

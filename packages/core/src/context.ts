@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ErrorBody } from './errors.js';
+import { consoleLogger, guarded, type Logger } from './log.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './schema.js';
 import type { ChatTransform } from './transform.js';
 
@@ -153,6 +154,8 @@ export interface RequestContext {
   output?: OutputFormat;
   /** W3C trace context of the gateway's own span (set by telemetry): what the upstream gets instead of the caller's. */
   traceHeaders?: { traceparent: string; tracestate?: string };
+  /** The request's logger (a child of the gateway's, carrying the request id); absent outside the gateway. */
+  log?: Logger;
   /** Callbacks run once when the response is finished or the client left; leases and spans end here. */
   readonly cleanups: Array<() => void>;
 }
@@ -175,15 +178,13 @@ export function newRequestId(): string {
   return id;
 }
 
+const fallbackLogger = consoleLogger();
+
+/** Each cleanup runs whatever the others do; one that throws is logged with the request's id, never swallowed. */
 function runCleanups(ctx: RequestContext): void {
   const list = ctx.cleanups.splice(0);
-  for (const fn of list) {
-    try {
-      fn();
-    } catch {
-      // A failing cleanup must not keep the others from running.
-    }
-  }
+  const log = ctx.log ?? fallbackLogger.child({ requestId: ctx.id });
+  for (const fn of list) guarded(log, 'a cleanup of the request', fn);
 }
 
 /**

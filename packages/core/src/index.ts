@@ -109,6 +109,7 @@ export {
   formatParam,
   contextLengthExceeded,
   MAX_JSON_DEPTH,
+  validateOptionsSchema,
   type ValidateOptions,
 } from './validate.js';
 export {
@@ -136,5 +137,9 @@ export {
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';
+export type { UpstreamPool } from './pool.js';
+export { promptTokensBound, estimatedPromptTokens, outputTokensCap } from './cost.js';
+export { parseOptions, optionProblem, describeIssue, implementing, fn } from './options.js';
+export { consoleLogger, guarded, throttled, type Logger } from './log.js';
 export { validTraceparent, validTracestate } from './trace-context.js';
 export { deriveChunk, newToolCallId, type ReasoningFields } from './chunks.js';

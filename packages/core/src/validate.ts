@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { context, type RequestContext } from './context.js';
 import { invalidRequest, modelNotFound, TeraError } from './errors.js';
 import { readBody, type Middleware } from './http.js';
@@ -15,30 +15,34 @@ import {
 } from './schema.js';
 import { compileSchema, patternBudget, SchemaTooComplex } from './json-schema.js';
 import { countPromptTokensUpTo } from './tokens.js';
+import { parseOptions } from './options.js';
 
-export interface ValidateOptions {
+/** `validate()`'s options. */
+export const validateOptionsSchema = z.strictObject({
   /** The model id served. @defaultValue `openai/gpt-oss-20b` */
-  model?: string;
+  model: z.string().min(1).optional(),
   /** Fields no API defines: `'reject'` answers 400 naming the field, as OpenAI does; `'drop'` removes them. @defaultValue `'reject'` */
-  unknownFields?: 'reject' | 'drop';
+  unknownFields: z.enum(['reject', 'drop']).optional(),
   /** @defaultValue 4 MiB */
-  maxBodyBytes?: number;
+  maxBodyBytes: z.int().positive().optional(),
   /** @defaultValue 131072 */
-  contextLength?: number;
+  contextLength: z.int().positive().optional(),
   /**
    * Other model names served by this model (`{ 'gpt-4o-mini': 'openai/gpt-oss-20b' }`): the
    * request goes upstream for the model, and the answer and usage name what was asked.
    */
-  aliases?: Readonly<Record<string, string>>;
+  aliases: z.record(z.string(), z.string()).optional(),
   /**
    * Leave the checks whose cost grows with the request (schema limits, the exact prompt count)
-   * to the upstream stage (`ctx.costlyChecks`), after scope and rate limits, so a caller those
-   * refuse costs nothing more. `vllm()` runs them; an upstream of your own must call
-   * `ctx.costlyChecks` itself.
-   * @defaultValue `false`
+   * to a later stage (\`ctx.costlyChecks\`), after scope and rate limits, so a caller those
+   * refuse costs nothing more. \`vllm()\` runs them (and \`createGateway\` as a stage of its own);
+   * an upstream of your own must call \`ctx.costlyChecks\` itself.
+   * @defaultValue \`false\`
    */
-  deferCostlyChecks?: boolean;
-}
+  deferCostlyChecks: z.boolean().optional(),
+});
+
+export type ValidateOptions = z.input<typeof validateOptionsSchema>;
 
 /** JSON nesting accepted in a request body: far above any real request (a tool schema is limited to 64). */
 export const MAX_JSON_DEPTH = 128;
@@ -303,7 +307,8 @@ export async function validateChatRequest(
  * Reads, parses and validates `POST /chat/completions`, then puts the result on the
  * context. Every failure is a TeraError handed to `next`.
  */
-export function validate(options: ValidateOptions = {}): Middleware {
+export function validate(input: ValidateOptions = {}): Middleware {
+  const options = parseOptions(validateOptionsSchema, input, 'validate()');
   return function validateChatCompletion(req: IncomingMessage, res: ServerResponse, next) {
     const ctx = context(req, res);
     readJSONBody(req, options.maxBodyBytes)

@@ -321,3 +321,12 @@ describe('bodies from other parsers and limits', () => {
     expectError(res, 413, 'invalid_request_error', null, 'request_too_large');
   });
 });
+
+describe('validate options', () => {
+  it('a wrong option throws naming it', async () => {
+    const { validate } = await import('../src/index.js');
+    expect(() => validate({ unknownFields: 'keep' as never })).toThrow(/validate\(\): option 'unknownFields'/);
+    expect(() => validate({ maxBodyBytes: 0 })).toThrow(/option 'maxBodyBytes'/);
+    expect(() => validate({ aliases: { x: 1 } as never })).toThrow(/option 'aliases.x'/);
+  });
+});

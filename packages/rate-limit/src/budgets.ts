@@ -3,13 +3,18 @@ import { randomUUID } from 'node:crypto';
 import {
   PRICE_PER_MILLION,
   TeraError,
+  consoleLogger,
   context,
+  outputTokensCap,
+  parseOptions,
+  promptTokensBound,
   recordEvent,
   serviceUnavailable,
+  throttled,
   type Middleware,
   type RequestContext,
 } from '@tera-gw/core';
-import { throttledWarn } from './store.js';
+import { budgetOptionsSchema, type BudgetOptions } from './options.js';
 
 /** A key's spend budget, from its record (`budget` in the keys file or `auth.keys`). Calendar periods are UTC. */
 export interface Budget {
@@ -136,23 +141,6 @@ export function budgetPeriod(period: Budget['period'], now: number): { id: strin
   }
 }
 
-export interface BudgetOptions {
-  /** @defaultValue a new MemoryBudgetStore */
-  store?: BudgetStore;
-  /** USD per million tokens; reasoning tokens are output. @defaultValue `{ input: 0.07, output: 0.25 }` */
-  prices?: { input: number; output: number };
-  /** Output tokens held when the request names no `max_tokens`. @defaultValue 4096 */
-  outputReservation?: number;
-  /** A hold not settled within this long is dropped (its process died). @defaultValue 15 minutes */
-  holdTtlMs?: number;
-  /** When the store fails (Redis down): `open` admits and logs; `closed` answers 503. @defaultValue `'open'` */
-  onStoreError?: 'open' | 'closed';
-  /** @defaultValue console.warn, at most once a minute */
-  log?: (message: string) => void;
-  /** The clock, for tests. @defaultValue Date.now */
-  now?: () => number;
-}
-
 const PERIOD_WORDS: Record<Budget['period'], string> = { day: 'daily', week: 'weekly', month: 'monthly', total: 'total' };
 const money = (usd: number) => `$${usd.toFixed(usd < 1 ? 4 : 2)}`;
 
@@ -196,14 +184,14 @@ export function usageCost(prompt: number, completion: number, prices: { input: n
  * most one request's cost; when it ends, the real cost (from the upstream's usage, aborted
  * streams included) settles. Keys without a budget pass untouched.
  */
-export function budgets(options: BudgetOptions = {}): Middleware {
-  const now = options.now ?? Date.now;
+export function budgets(input: BudgetOptions = {}): Middleware {
+  const options = parseOptions(budgetOptionsSchema, input, 'budgets()');
+  const { now, holdTtlMs } = options;
   const store = options.store ?? new MemoryBudgetStore(now);
   const prices = options.prices ?? PRICE_PER_MILLION;
-  const reservation = options.outputReservation ?? 4096;
-  const holdTtlMs = options.holdTtlMs ?? 15 * 60_000;
-  const failOpen = (options.onStoreError ?? 'open') === 'open';
-  const log = options.log ?? throttledWarn();
+  const reservation = options.outputReservation;
+  const failOpen = options.onStoreError === 'open';
+  const log = throttled(options.logger ?? consoleLogger());
 
   const actualCost = (ctx: RequestContext): BudgetAmounts =>
     ctx.usage ? usageCost(ctx.usage.prompt_tokens, ctx.usage.completion_tokens, prices) : { usd: 0, tokens: 0 };
@@ -215,10 +203,9 @@ export function budgets(options: BudgetOptions = {}): Middleware {
     if (!key || !limits || (limits.usd === undefined && limits.tokens === undefined)) return next();
     const at = now();
     const period = budgetPeriod(limits.period, at);
-    // What the request can cost at most, as the replica will see it: a token is at least one byte,
-    // so the bytes (stored items expanded) bound the prompt until it was counted.
-    const prompt = ctx.promptTokens ?? ctx.promptTokenEstimate ?? 0;
-    const output = ctx.body?.max_completion_tokens ?? ctx.body?.max_tokens ?? reservation;
+    // What the request can cost at most, as the replica will see it.
+    const prompt = promptTokensBound(ctx);
+    const output = outputTokensCap(ctx, reservation);
     const request: ReserveRequest = {
       period: period.id,
       limits: { usd: limits.usd, tokens: limits.tokens },
@@ -240,12 +227,12 @@ export function budgets(options: BudgetOptions = {}): Middleware {
         ctx.cleanups.push(() => {
           store
             .settle(key.id, period.id, result.holdId, actualCost(ctx))
-            .catch((err: unknown) => log(`budgets: settling a request's cost failed: ${String(err)}`));
+            .catch((err: unknown) => log.warn({ err, keyId: key.id }, "budgets: settling a request's cost failed"));
         });
         next();
       },
       (err: unknown) => {
-        log(`budgets: the store failed (${String(err)}); ${failOpen ? 'admitting' : 'refusing'} requests`);
+        log.error({ err }, `budgets: the store failed; ${failOpen ? 'admitting' : 'refusing'} requests`);
         if (failOpen) return next();
         next(serviceUnavailable('The budget store is unavailable; retry shortly.', 1, 'budget_store_unavailable'));
       },

@@ -1,4 +1,5 @@
-export { rateLimit, admissionCost, type RateLimitOptions } from './rate-limit.js';
+export { rateLimit, admissionCost } from './rate-limit.js';
+export { rateLimitOptionsSchema, budgetOptionsSchema, type RateLimitOptions, type BudgetOptions } from './options.js';
 export { MemoryStore } from './memory-store.js';
 export { refill, type AcquireRequest, type AcquireResult, type LimitState, type Store } from './store.js';
 export {
@@ -8,7 +9,6 @@ export {
   MemoryBudgetStore,
   type Budget,
   type BudgetAmounts,
-  type BudgetOptions,
   type BudgetStore,
   type ReserveRequest,
   type ReserveResult,

@@ -1,35 +1,21 @@
 import type { ServerResponse } from 'node:http';
-import { context, keyIdOf, rateLimitError, recordEvent, serviceUnavailable, type Middleware, type RequestContext } from '@tera-gw/core';
+import {
+  consoleLogger,
+  context,
+  estimatedPromptTokens,
+  keyIdOf,
+  outputTokensCap,
+  parseOptions,
+  rateLimitError,
+  recordEvent,
+  serviceUnavailable,
+  throttled,
+  type Middleware,
+  type RequestContext,
+} from '@tera-gw/core';
 import { MemoryStore } from './memory-store.js';
-import { throttledWarn, type AcquireRequest, type LimitState, type Store } from './store.js';
-
-export interface RateLimitOptions {
-  /** @defaultValue a new MemoryStore */
-  store?: Store;
-  /** For keys whose record has no limits (and requests with no key). @defaultValue `{ concurrency: 8, tokensPerSecond: 2000 }` */
-  defaults?: { concurrency?: number; tokensPerSecond?: number };
-  /** Bucket capacity in seconds of refill. @defaultValue 30 */
-  burstSeconds?: number;
-  /** Output tokens reserved at admission when the request names no budget. @defaultValue 4096 */
-  outputReservation?: number;
-  /** A lease not released within this long expires (its process died). @defaultValue 15 minutes */
-  leaseTtlMs?: number;
-  /** When the store fails (Redis down): `open` admits and logs; `closed` answers 503. @defaultValue `'open'` */
-  onStoreError?: 'open' | 'closed';
-  /** Where store failures are reported. @defaultValue console.warn, at most once a minute */
-  log?: (message: string) => void;
-  /**
-   * Tokens a request is charged at admission, for routes that weigh something else than a
-   * generation (counting a prompt, reading a stored response). @defaultValue `admissionCost`
-   */
-  cost?: (ctx: RequestContext) => number;
-}
-
-function validatePositive(name: string, value: number | undefined): void {
-  if (value !== undefined && !(Number.isFinite(value) && value > 0)) {
-    throw new TypeError(`rateLimit(): option '${name}' must be a positive number, got ${String(value)}`);
-  }
-}
+import { rateLimitOptionsSchema, type RateLimitOptions } from './options.js';
+import type { AcquireRequest, LimitState } from './store.js';
 
 function setHeaders(res: ServerResponse, r: AcquireRequest, state: LimitState): void {
   if (res.headersSent) return;
@@ -45,11 +31,9 @@ function setHeaders(res: ServerResponse, r: AcquireRequest, state: LimitState): 
   );
 }
 
-/** Tokens charged at admission: the exact prompt count if validation made one, else bytes / 4, plus the output budget. */
+/** Tokens charged at admission: the prompt's estimate (exact once counted) plus the output cap. */
 export function admissionCost(ctx: RequestContext, outputReservation: number): number {
-  const prompt = ctx.promptTokens ?? Math.ceil((ctx.promptTokenEstimate ?? 0) / 4);
-  const output = ctx.body?.max_completion_tokens ?? ctx.body?.max_tokens ?? outputReservation;
-  return prompt + output;
+  return estimatedPromptTokens(ctx) + outputTokensCap(ctx, outputReservation);
 }
 
 /**
@@ -58,18 +42,13 @@ export function admissionCost(ctx: RequestContext, outputReservation: number): n
  * `rate_limit_error` with an honest `Retry-After`; OpenAI's `x-ratelimit-*` headers on every
  * response. The charge is reconciled to the upstream's real usage; nothing is charged twice.
  */
-export function rateLimit(options: RateLimitOptions = {}): Middleware {
-  validatePositive('defaults.concurrency', options.defaults?.concurrency);
-  validatePositive('defaults.tokensPerSecond', options.defaults?.tokensPerSecond);
-  validatePositive('burstSeconds', options.burstSeconds);
-  validatePositive('leaseTtlMs', options.leaseTtlMs);
+export function rateLimit(input: RateLimitOptions = {}): Middleware {
+  const options = parseOptions(rateLimitOptionsSchema, input, 'rateLimit()');
   const store = options.store ?? new MemoryStore();
-  const defaults = { concurrency: options.defaults?.concurrency ?? 8, tokensPerSecond: options.defaults?.tokensPerSecond ?? 2000 };
-  const burstSeconds = options.burstSeconds ?? 30;
-  const reservation = options.outputReservation ?? 4096;
-  const leaseTtlMs = options.leaseTtlMs ?? 15 * 60_000;
-  const failOpen = (options.onStoreError ?? 'open') === 'open';
-  const log = options.log ?? throttledWarn();
+  const { defaults, burstSeconds, leaseTtlMs } = options;
+  const reservation = options.outputReservation;
+  const failOpen = options.onStoreError === 'open';
+  const log = throttled(options.logger ?? consoleLogger());
 
   return function limit(req, res, next) {
     const ctx = context(req, res);
@@ -109,12 +88,12 @@ export function rateLimit(options: RateLimitOptions = {}): Middleware {
           const adjust = actual - request.cost;
           store
             .release(keyId, result.leaseId, adjust, request)
-            .catch((err: unknown) => log(`rate-limit: releasing a lease failed: ${String(err)}`));
+            .catch((err: unknown) => log.warn({ err, keyId }, 'rate-limit: releasing a lease failed'));
         });
         next();
       },
       (err: unknown) => {
-        log(`rate-limit: the store failed (${String(err)}); ${failOpen ? 'admitting' : 'refusing'} requests`);
+        log.error({ err }, `rate-limit: the store failed; ${failOpen ? 'admitting' : 'refusing'} requests`);
         if (failOpen) return next();
         next(serviceUnavailable('The rate limiter is unavailable; retry shortly.', 1, 'rate_limiter_unavailable'));
       },

@@ -39,13 +39,3 @@ export interface Store {
 export function refill(tokens: number, updatedAt: number, now: number, tokensPerSecond: number, burst: number): number {
   return Math.min(burst, tokens + ((now - updatedAt) / 1000) * tokensPerSecond);
 }
-
-/** Store failures (Redis down) are reported at most once a minute: a failing store must not flood the logs. */
-export function throttledWarn(): (message: string) => void {
-  let lastLog = 0;
-  return (message: string) => {
-    if (Date.now() - lastLog < 60_000) return;
-    lastLog = Date.now();
-    console.warn(message);
-  };
-}

@@ -1,1 +1,2 @@
-export { reasoning, reasoningTransform, type ReasoningOptions } from './reasoning.js';
+export { reasoning, reasoningTransform } from './reasoning.js';
+export { reasoningOptionsSchema, type ReasoningOptions } from './options.js';

@@ -7,23 +7,9 @@ import {
   type ChatTransform,
   type Middleware,
   type ReasoningFields,
+  parseOptions,
 } from '@tera-gw/core';
-
-export interface ReasoningOptions {
-  /**
-   * The field the caller receives reasoning in: `reasoning` (vLLM 0.17+ and this gateway's
-   * contract), `reasoning_content` (for clients ported from providers that use it), `both`
-   * (same text in each), or `none` (hidden; its tokens still count in usage).
-   * @defaultValue `'reasoning'`
-   */
-  output?: 'reasoning' | 'reasoning_content' | 'both' | 'none';
-  /**
-   * What reasoning on assistant messages a client sends back becomes upstream: the field the
-   * vLLM release reads (`reasoning` from 0.17 on, `reasoning_content` before), or `drop`.
-   * @defaultValue `'reasoning'`
-   */
-  upstreamField?: 'reasoning' | 'reasoning_content' | 'drop';
-}
+import { reasoningOptionsSchema, type ReasoningOptions } from './options.js';
 
 /** One text out of either field; when both are present they carry the same text (vLLM's alias), so `reasoning` wins. */
 function takeReasoning(target: ReasoningFields): string | undefined {
@@ -33,15 +19,14 @@ function takeReasoning(target: ReasoningFields): string | undefined {
   return text ?? undefined;
 }
 
-function place(target: ReasoningFields, text: string, output: NonNullable<ReasoningOptions['output']>): void {
+function place(target: ReasoningFields, text: string, output: 'reasoning' | 'reasoning_content' | 'both' | 'none'): void {
   if (output === 'reasoning' || output === 'both') target.reasoning = text;
   if (output === 'reasoning_content' || output === 'both') target.reasoning_content = text;
 }
 
 /** The pure transform, for in-house gateways (`transformSSE(stream, [reasoningTransform()])`). Stateless. */
 export function reasoningTransform(options: ReasoningOptions = {}): ChatTransform {
-  const output = options.output ?? 'reasoning';
-  const upstreamField = options.upstreamField ?? 'reasoning';
+  const { output, upstreamField } = parseOptions(reasoningOptionsSchema, options, 'reasoningTransform()');
   return {
     name: 'reasoning',
     marksChanges: true,
@@ -89,7 +74,7 @@ function isEmptyDelta(chunk: ChatCompletionChunk): boolean {
 
 /** Registers the reasoning transform on the request's context, on both sides. */
 export function reasoning(options: ReasoningOptions = {}): Middleware {
-  const transform = reasoningTransform(options);
+  const transform = reasoningTransform(parseOptions(reasoningOptionsSchema, options, 'reasoning()'));
   return function reasoningStage(req, res, next) {
     const ctx = context(req, res);
     ctx.requestTransforms.push(transform);

@@ -1,4 +1,5 @@
-export { responses, type ResponsesOptions, type ResponsesStage } from './stage.js';
+export { responses, type ResponsesStage } from './stage.js';
+export { responsesOptionsSchema, type ResponsesOptions } from './options.js';
 export {
   parseResponsesRequest,
   responsesRequestSchema,

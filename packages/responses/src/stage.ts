@@ -9,6 +9,7 @@ import {
   invalidRequest,
   keyIdOf,
   modelNotFound,
+  parseOptions,
   readJSONBody,
   recordEvent,
   sendJSON,
@@ -17,7 +18,6 @@ import {
   type Middleware,
   type OutputFormat,
   type RequestContext,
-  type ValidateOptions,
 } from '@tera-gw/core';
 import { newId } from './ids.js';
 import { completionToResponse, ResponsesStreamEncoder, type ResponseSettings } from './output.js';
@@ -33,31 +33,8 @@ import {
 } from './request.js';
 import { createSealer, type Sealer } from './seal.js';
 import { MemoryResponseStore, type InputPageQuery, type ResponseStore } from './store.js';
+import { responsesOptionsSchema, type ResponsesOptions } from './options.js';
 import type { ResponseObject, StoredInputItem } from './types.js';
-
-export interface ResponsesOptions {
-  /**
-   * Where `store: true` responses live (memory by default; `RedisResponseStore` for several hosts).
-   * `false` promises zero retention: nothing is stored whatever the caller asks, and
-   * `previous_response_id` is refused with a 400 that says to send the output items back instead.
-   * @defaultValue a `MemoryResponseStore`
-   */
-  store?: ResponseStore | false;
-  /**
-   * Secrets that seal reasoning for `include: ['reasoning.encrypted_content']`: the first seals,
-   * all open (rotation). Give every gateway host the same list. Unset: a random secret per
-   * process, so sealed items open only on the process that made them.
-   */
-  secrets?: readonly string[];
-  /**
-   * OpenAI's hosted tools (`web_search`, `file_search`, `code_interpreter`, `mcp`...): `drop`
-   * leaves them out with a span event (the Codex CLI always sends `web_search`); `reject` answers 400 naming the tool.
-   * @defaultValue `'drop'`
-   */
-  hostedTools?: 'drop' | 'reject';
-  /** Body limit, context length and the model served, as for chat. */
-  validation?: Pick<ValidateOptions, 'maxBodyBytes' | 'contextLength' | 'model' | 'aliases'>;
-}
 
 export interface ResponsesStage {
   /**
@@ -109,10 +86,11 @@ function pathOf(req: IncomingMessage): string {
   return q === -1 ? url : url.slice(0, q);
 }
 
-export function responses(options: ResponsesOptions = {}): ResponsesStage {
+export function responses(input: ResponsesOptions = {}): ResponsesStage {
+  const options = parseOptions(responsesOptionsSchema, input, 'responses()');
   const store = options.store === false ? undefined : (options.store ?? new MemoryResponseStore());
   const sealer: Sealer = createSealer(options.secrets?.length ? options.secrets : [randomBytes(32).toString('base64')]);
-  const hostedTools = options.hostedTools ?? 'drop';
+  const hostedTools = options.hostedTools;
   const served = options.validation?.model ?? GPT_OSS_20B;
 
   const maxRequestBytes = options.validation?.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;

@@ -1,3 +1,5 @@
+import { parseOptions } from '@tera-gw/core';
+import { routerOptionsSchema, type RouterOptions } from './options.js';
 import { PrefixIndex, prefixBlocks, type PromptParts } from './prefix.js';
 
 /** What the router sees of a replica: nothing it would have to fetch itself. */
@@ -29,33 +31,6 @@ export interface Router {
   pick<R extends ReplicaView>(request: RouteRequest, candidates: readonly R[]): R | undefined;
   /** The request went to `replica`: its prompt blocks are now in that replica's cache. */
   record?(request: RouteRequest, replica: ReplicaView): void;
-}
-
-export interface Weights {
-  /** Matched prefix share. @defaultValue 3 */
-  prefix: number;
-  /** Requests in flight plus vLLM's waiting queue. @defaultValue 1 */
-  load: number;
-  /** Free KV cache. @defaultValue 0.5 */
-  kvCache: number;
-}
-
-export interface RouterOptions {
-  /** `cache-aware` keeps conversations on the replica holding their prefix; `least-request` balances in-flight counts. @defaultValue `'cache-aware'` */
-  strategy?: 'cache-aware' | 'least-request';
-  weights?: Partial<Weights>;
-  /** Bytes per prefix block (about 32 tokens). @defaultValue 128 */
-  blockChars?: number;
-  /** Blocks considered per request (caps the cost on long prompts). @defaultValue 256 */
-  maxBlocks?: number;
-  /** Blocks remembered per replica. @defaultValue 8192 (about 262k tokens) */
-  indexCapacity?: number;
-  /** Bounded load: a replica above (1 + epsilon) x the mean in-flight count (+1) is passed over while others are not. @defaultValue 0.25 */
-  epsilon?: number;
-  /** Affinity key for requests without `prompt_cache_key` (e.g. a user or session id). */
-  affinityKey?: (request: RouteRequest) => string | undefined;
-  /** Source of randomness for tie-breaks. @defaultValue `Math.random` */
-  random?: () => number;
 }
 
 /** The candidate with the fewest requests in flight; ties broken at random so equal replicas share load. */
@@ -106,14 +81,11 @@ function underCeiling<R extends ReplicaView>(candidates: readonly R[], epsilon: 
  * bounded-load ceiling; otherwise the weighted score of matched prefix, load and free KV cache,
  * with the same ceiling. Pure: it keeps a per-replica index of the prefixes it sent, nothing else.
  */
-export function createRouter(options: RouterOptions = {}): Router {
-  const random = options.random ?? Math.random;
+export function createRouter(input: RouterOptions = {}): Router {
+  const options = parseOptions(routerOptionsSchema, input, 'createRouter()');
+  const { random, weights, blockChars, maxBlocks, epsilon } = options;
   if (options.strategy === 'least-request') return { pick: (_request, candidates) => leastRequest(candidates, random) };
-  const weights: Weights = { prefix: 3, load: 1, kvCache: 0.5, ...options.weights };
-  const blockChars = options.blockChars ?? 128;
-  const maxBlocks = options.maxBlocks ?? 256;
-  const capacity = options.indexCapacity ?? 8192;
-  const epsilon = options.epsilon ?? 0.25;
+  const capacity = options.indexCapacity;
   const indexes = new Map<string, PrefixIndex>();
   const indexOf = (id: string) => {
     let index = indexes.get(id);

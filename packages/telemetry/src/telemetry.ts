@@ -12,18 +12,20 @@ import {
   type Meter,
   type MetricOptions,
   type Span,
-  type Tracer,
 } from '@opentelemetry/api';
 import {
   GPT_OSS_20B,
   PRICE_PER_MILLION,
+  consoleLogger,
   context,
   costUSD,
   keyIdOf,
+  parseOptions,
   type ChatTransform,
   type Middleware,
   type RequestContext,
 } from '@tera-gw/core';
+import { telemetryOptionsSchema, type TelemetryOptions } from './options.js';
 import { ATTR, DURATION_BUCKETS, METRIC, OPERATION_CHAT, PER_TOKEN_BUCKETS, PROVIDER, TOKEN_BUCKETS, latestOnly } from './semconv.js';
 
 /** One finished request, once, with its real token counts and their cost. */
@@ -58,21 +60,6 @@ export interface UsageRecord {
   startedAt: Date;
   durationMs: number;
   timeToFirstByteMs: number | undefined;
-}
-
-export interface TelemetryOptions {
-  /** @defaultValue the global tracer provider's tracer (a no-op without an SDK) */
-  tracer?: Tracer;
-  /** @defaultValue the global meter provider's meter */
-  meter?: Meter;
-  /** Record prompt and completion content on the span (`gen_ai.input.messages`, `gen_ai.output.messages`). @defaultValue false */
-  recordContent?: boolean;
-  /** Called once per request that reached an upstream, after it finished. */
-  onUsage?: (record: UsageRecord) => void;
-  /** The model id in span names before the body is read. @defaultValue `openai/gpt-oss-20b` */
-  model?: string;
-  /** USD per million input / output tokens, for `tera.cost_usd`, the usage record and the cost counter. @defaultValue `{ input: 0.07, output: 0.25 }` */
-  prices?: { input: number; output: number };
 }
 
 export interface TelemetryStage extends Middleware {
@@ -132,7 +119,9 @@ class SummedCounter {
  * the GenAI conventions' attributes and a CLIENT child span per upstream attempt; the
  * conventions' metrics; and a usage record with cost. Depends on @opentelemetry/api only.
  */
-export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
+export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
+  const options = parseOptions(telemetryOptionsSchema, input, 'telemetry()');
+  const logger = options.logger ?? consoleLogger();
   const tracer = options.tracer ?? trace.getTracer('@tera-gw/telemetry', VERSION);
   const meter = options.meter ?? metrics.getMeter('@tera-gw/telemetry', VERSION);
   const model = options.model ?? GPT_OSS_20B;
@@ -411,7 +400,7 @@ export function telemetry(options: TelemetryOptions = {}): TelemetryStage {
         timeToFirstByteMs: upstream.firstByteMs,
       });
     } catch (err) {
-      console.error(`@tera-gw/telemetry: onUsage threw for request ${ctx.id}:`, err);
+      (ctx.log ?? logger).error({ err, requestId: ctx.id }, 'telemetry: onUsage threw');
     }
   }
 

@@ -13,25 +13,11 @@ import {
   type ToolCallDelta,
   deriveChunk,
   newToolCallId,
+  parseOptions,
   stepBudget,
 } from '@tera-gw/core';
 import { checkArguments } from './validate-args.js';
-
-export interface ToolCallsOptions {
-  /**
-   * Tool calls whose arguments are not JSON, or do not satisfy the declared schema: `pass`
-   * them (marked on the context for telemetry) or `error` (the stream ends with an error
-   * event; a non-streamed response becomes a 500).
-   * @defaultValue `'pass'`
-   */
-  onInvalid?: 'pass' | 'error';
-  /**
-   * `incremental` relays argument fragments as they arrive (OpenAI's shape); `buffered` sends
-   * each call as one complete delta, for clients that cannot concatenate fragments.
-   * @defaultValue `'incremental'`
-   */
-  mode?: 'incremental' | 'buffered';
-}
+import { toolCallsOptionsSchema, type ToolCallsOptions } from './options.js';
 
 interface CallState {
   index: number;
@@ -193,7 +179,8 @@ export function toolCallsTransform(
 }
 
 /** Registers the tool-call transform for this request (it keeps per-response state). */
-export function toolCalls(options: ToolCallsOptions = {}): Middleware {
+export function toolCalls(input: ToolCallsOptions = {}): Middleware {
+  const options = parseOptions(toolCallsOptionsSchema, input, 'toolCalls()');
   return function toolCallsStage(req, res, next) {
     const ctx = context(req, res);
     ctx.responseTransforms.push(toolCallsTransform(ctx.body, options));

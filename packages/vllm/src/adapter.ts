@@ -1,74 +1,21 @@
 import { EventEmitter } from 'node:events';
-import { UpstreamFault, type BreakerOptions, type BreakerState } from '@tera-gw/circuit-breaker';
-import { loadTokenizer, type Middleware, type ModelOutputFailure, type RequestContext, type RequestFailure } from '@tera-gw/core';
-import { createRouter, leastRequest, type Router } from '@tera-gw/router';
+import { UpstreamFault, type BreakerState } from '@tera-gw/circuit-breaker';
+import {
+  loadTokenizer,
+  parseOptions,
+  type Middleware,
+  type ModelOutputFailure,
+  type RequestContext,
+  type RequestFailure,
+  type UpstreamPool,
+} from '@tera-gw/core';
+import { createRouter, leastRequest } from '@tera-gw/router';
 import { ClientGone, sendAttempt, type Attempt, type Timeouts } from './attempt.js';
-import { HealthMonitor, type HealthOptions } from './health.js';
+import { vllmOptionsSchema, type VllmOptions } from './options.js';
+import { HealthMonitor } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
 import { cacheSalter } from './cache-salt.js';
 import { createServe } from './serve.js';
-
-export interface VllmOptions {
-  /** Base URLs of the vLLM servers, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted). */
-  replicas: readonly string[];
-  /**
-   * Sequences each replica runs at once (its `--max-num-seqs`), by base URL as given in `replicas`,
-   * or one number for all. Without it, capacity is learned from each replica's `/metrics`.
-   */
-  maxNumSeqs?: number | Readonly<Record<string, number>>;
-  /**
-   * An OpenAI-compatible provider for overflow (e.g. hosted Tera): a request the admission stage
-   * marks `overflow` goes here instead of the pool, through the same response transforms, with
-   * `X-Tera-Served-By: fallback`. `url` is its base URL (`https://host/v1`), `model` the name it
-   * serves the model under. Never used for anything else.
-   */
-  fallback?: { url: string; apiKey?: string; model?: string };
-  /** Sent as `Authorization: Bearer` to the replicas when vLLM runs with `--api-key`. The caller's key is never forwarded. */
-  apiKey?: string;
-  timeouts?: Partial<Timeouts>;
-  /** Attempts per request across different replicas. @defaultValue 3 */
-  maxAttempts?: number;
-  /** Active health checks and warm-up; `false` treats every replica as ready at once. */
-  health?: Partial<HealthOptions> | false;
-  breaker?: BreakerOptions;
-  /**
-   * `cache-aware` keeps each conversation on the replica that holds its prefix (prefix, load and
-   * KV-cache scores; `prompt_cache_key` by rendezvous hashing); `least-request` balances in-flight counts.
-   * @defaultValue `cache-aware` with more than one replica
-   */
-  routing?: 'cache-aware' | 'least-request';
-  /** A router of your own (overrides `routing`). */
-  router?: Router;
-  /** `Retry-After` seconds when no replica is available. @defaultValue 2 */
-  retryAfterSeconds?: number;
-  /**
-   * Caller headers passed to the replicas, by lower-case name. Nothing else is forwarded
-   * (never `Authorization`, `OpenAI-Organization`, `OpenAI-Project`, cookies).
-   * @defaultValue `['traceparent', 'tracestate']`
-   */
-  forwardHeaders?: readonly string[];
-  /**
-   * Prompt-cache isolation: each request carries vLLM's `cache_salt`, an HMAC of the key id
-   * (`key`) or of the key's `team` (`team`; keys without one stay alone), so no tenant can time
-   * another's cached prefixes; the router's prefix index is partitioned the same way. `none`
-   * shares caches across all keys (single-tenant deployments).
-   * @defaultValue `'key'`
-   */
-  cacheIsolation?: 'key' | 'team' | 'none';
-  /**
-   * The HMAC secret behind `cache_salt`. Give the same one to every gateway host in front of the
-   * same replicas, or a tenant's cache is not shared between hosts. @defaultValue random per process
-   */
-  cacheSaltSecret?: string;
-  /**
-   * gpt-oss failures vLLM lets through, retried before any text reaches the caller (like
-   * Harmony parser errors, which are always retried): `emptyCompletions` (tokens generated,
-   * no text), `structuredOutput` (a strict `json_schema` or a `json_object` answer that breaks
-   * it; in a stream, text has gone out, so the violation ends it with an error event).
-   * @defaultValue both `true`
-   */
-  outputChecks?: { emptyCompletions?: boolean; structuredOutput?: boolean };
-}
 
 export interface AdapterEvents {
   attempt: [ctx: RequestContext, replica: string, attempt: number];
@@ -110,23 +57,12 @@ export interface PickedReplica {
   release(fault?: UpstreamFault): void;
 }
 
-/** The pool as the admission stage sees it (structurally `@tera-gw/admission`'s `AdmissionPool`). */
-export interface UpstreamPool {
-  room(): number;
-  down(): boolean;
-  reserve(): { settle(): void };
-  onChange(listener: () => void): () => void;
-}
-
-const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 5000, firstByteMs: 60_000, idleMs: 30_000, totalMs: 600_000 };
-
-export function vllm(options: VllmOptions): VllmAdapter {
-  if (!options.replicas?.length) throw new Error('vllm(): `replicas` needs at least one URL');
-  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
-  const maxAttempts = options.maxAttempts ?? 3;
+export function vllm(input: VllmOptions): VllmAdapter {
+  const options = parseOptions(vllmOptionsSchema, input, 'vllm()');
+  const { timeouts, maxAttempts } = options;
   const router =
     options.router ?? createRouter({ strategy: options.routing ?? (options.replicas.length > 1 ? 'cache-aware' : 'least-request') });
-  const retryAfter = options.retryAfterSeconds ?? 2;
+  const retryAfter = options.retryAfterSeconds;
   const NEVER_FORWARDED = new Set([
     'authorization',
     'openai-organization',
@@ -136,9 +72,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     'content-length',
     'x-request-id',
   ]);
-  const forwardHeaders = (options.forwardHeaders ?? ['traceparent', 'tracestate'])
-    .map((h) => h.toLowerCase())
-    .filter((h) => !NEVER_FORWARDED.has(h));
+  const forwardHeaders = options.forwardHeaders.map((h) => h.toLowerCase()).filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
   const seqs = options.maxNumSeqs;
   const replicas = options.replicas.map(
@@ -155,7 +89,7 @@ export function vllm(options: VllmOptions): VllmAdapter {
     });
   const monitor = new HealthMonitor(
     replicas,
-    options.health === false ? false : (options.health ?? {}),
+    options.health,
     options.apiKey,
     (r) => {
       events.emit('replicaState', r.id, r.state);
@@ -167,13 +101,10 @@ export function vllm(options: VllmOptions): VllmAdapter {
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
   if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
 
-  const cacheSalt = cacheSalter(options.cacheIsolation ?? 'key', options.cacheSaltSecret);
+  const cacheSalt = cacheSalter(options.cacheIsolation, options.cacheSaltSecret);
   // Reasoning tokens are counted from the text, and an aborted prompt billed from the gateway's count: load the tokenizer now, off the request path.
   loadTokenizer().catch(() => undefined);
-  const outputChecks = {
-    emptyCompletions: options.outputChecks?.emptyCompletions ?? true,
-    structuredOutput: options.outputChecks?.structuredOutput ?? true,
-  };
+  const outputChecks = options.outputChecks;
   // Room held for requests admitted but not yet in flight on a replica (their costly checks run first).
   let reserved = 0;
   const pool: UpstreamPool = {

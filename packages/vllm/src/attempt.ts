@@ -2,17 +2,9 @@ import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { UpstreamFault } from '@tera-gw/circuit-breaker';
 import type { Replica } from './replica.js';
+import type { Timeouts } from './options.js';
 
-export interface Timeouts {
-  /** TCP connect to a replica. @defaultValue 5000 ms */
-  connectMs: number;
-  /** From sending the request to the response headers; generous because of cold starts. @defaultValue 60000 ms */
-  firstByteMs: number;
-  /** Longest silence between two pieces of a response body. @defaultValue 30000 ms */
-  idleMs: number;
-  /** Whole request, stream included. @defaultValue 600000 ms */
-  totalMs: number;
-}
+export type { Timeouts } from './options.js';
 
 /** The client went away: nothing to answer, nothing for the breaker to count. */
 export class ClientGone extends Error {

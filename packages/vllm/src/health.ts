@@ -1,29 +1,6 @@
 import { classify } from './outcome.js';
 import type { Replica } from './replica.js';
-
-export interface HealthOptions {
-  /** Between active checks of each replica. @defaultValue 5000 ms */
-  intervalMs: number;
-  /** Per check. @defaultValue 2000 ms */
-  timeoutMs: number;
-  /** Consecutive failed checks that take a ready replica out of rotation. @defaultValue 2 */
-  unhealthyThreshold: number;
-  /** Send one tiny completion before a replica takes traffic (vLLM's first request compiles CUDA graphs). @defaultValue true */
-  warmUp: boolean;
-  /** How long the warm-up completion may take. @defaultValue 60000 ms */
-  warmUpTimeoutMs: number;
-  /** Between scrapes of each replica's `/metrics` (waiting queue, KV cache use) for routing; 0 turns scraping off. @defaultValue 2000 ms */
-  metricsIntervalMs: number;
-}
-
-const DEFAULTS: HealthOptions = {
-  intervalMs: 5000,
-  timeoutMs: 2000,
-  unhealthyThreshold: 2,
-  warmUp: true,
-  warmUpTimeoutMs: 60_000,
-  metricsIntervalMs: 2000,
-};
+import type { HealthOptions } from './options.js';
 
 const sample = (text: string, name: string): number | undefined => {
   // Prometheus text: `name{labels} value`; summed over label sets (one per engine).
@@ -69,12 +46,12 @@ export class HealthMonitor {
 
   constructor(
     private readonly replicas: readonly Replica[],
-    options: Partial<HealthOptions> | false,
+    options: HealthOptions | false,
     private readonly apiKey: string | undefined,
     private readonly onChange: (replica: Replica) => void,
     private readonly onScrape?: (replica: Replica) => void,
   ) {
-    this.options = options === false ? false : { ...DEFAULTS, ...options };
+    this.options = options;
   }
 
   start(): void {

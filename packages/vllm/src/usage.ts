@@ -1,6 +1,7 @@
 import {
   countPromptTokens,
   countTextTokens,
+  estimatedPromptTokens,
   tokenizerLoaded,
   type ChatCompletion,
   type ChatCompletionChunk,
@@ -71,5 +72,5 @@ export function settleAbortedUsage(ctx: RequestContext, body: ChatCompletionRequ
     ctx.usage ??= { prompt_tokens: prompt, completion_tokens: 0, total_tokens: prompt };
   };
   if (ctx.promptTokens !== undefined) return bill(ctx.promptTokens);
-  ctx.usagePending = countPromptTokens(body).then(bill, () => bill(Math.ceil((ctx.promptTokenEstimate ?? 0) / 4)));
+  ctx.usagePending = countPromptTokens(body).then(bill, () => bill(estimatedPromptTokens(ctx)));
 }
