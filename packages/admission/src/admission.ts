@@ -78,22 +78,22 @@ export function admission(input: AdmissionOptions): AdmissionStage {
   };
 
   const start = (ctx: RequestContext, res: Waiting['res'], next: () => void, queuedAt: number | undefined) => {
-    ctx.reservation?.settle();
+    const ticket = (ctx.pool ??= {});
+    ticket.reservation?.settle();
     const reservation = pool.reserve();
-    ctx.reservation = reservation;
+    ticket.reservation = reservation;
     ctx.cleanups.push(() => reservation.settle());
     dispatchTimes[dispatches++ % RATE_SAMPLES] = performance.now();
-    const waited = (ctx.queueMs ?? 0) + (queuedAt === undefined ? 0 : performance.now() - queuedAt);
-    ctx.queueMs = waited;
+    const waited = (ticket.queueMs ?? 0) + (queuedAt === undefined ? 0 : performance.now() - queuedAt);
+    ticket.queueMs = waited;
     if (!res.headersSent) res.setHeader('X-Tera-Queue-Ms', String(Math.round(waited)));
     if (queuedAt !== undefined) recordEvent(ctx, 'tera.admission.dispatched', { 'tera.queue.ms': Math.round(waited) });
     next();
   };
 
   const overflow = (ctx: RequestContext, res: Waiting['res'], next: () => void, queuedAt: number | undefined, why: string) => {
-    ctx.overflow = true;
     const waited = queuedAt === undefined ? 0 : performance.now() - queuedAt;
-    ctx.queueMs = waited;
+    ctx.pool = { ...ctx.pool, overflow: true, queueMs: waited };
     if (!res.headersSent) res.setHeader('X-Tera-Queue-Ms', String(Math.round(waited)));
     recordEvent(ctx, 'tera.admission.overflow', { 'tera.queue.ms': Math.round(waited), 'tera.reason': why });
     next();
@@ -196,7 +196,8 @@ export function admission(input: AdmissionOptions): AdmissionStage {
       if (!scheduler.remove(queued)) return;
       ctx.signal.removeEventListener('abort', waiting.onAbort);
       if (overflowAfter !== undefined) return overflow(ctx, res, go, queuedAt, 'waited');
-      ctx.queueMs = (ctx.queueMs ?? 0) + performance.now() - queuedAt;
+      const ticket = (ctx.pool ??= {});
+      ticket.queueMs = (ticket.queueMs ?? 0) + performance.now() - queuedAt;
       refused(refusal(ctx, 'timeout', priority));
     }, timeoutMs);
     pump();
@@ -227,9 +228,9 @@ export function admission(input: AdmissionOptions): AdmissionStage {
       }
     }
     const flow: Flow = { priority, fairnessId, bytes: Number(req.headers['content-length'] ?? 0) || (ctx.promptTokenEstimate ?? 0) };
-    ctx.readmit = () =>
+    (ctx.pool ??= {}).readmit = () =>
       new Promise<void>((resolve, reject) => {
-        if (ctx.overflow) return resolve();
+        if (ctx.pool?.overflow) return resolve();
         enter(ctx, res, flow, resolve, reject, true);
       });
     enter(

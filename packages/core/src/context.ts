@@ -4,6 +4,7 @@ import type { ErrorBody } from './errors.js';
 import { consoleLogger, guarded, type Logger } from './log.js';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './schema.js';
 import type { ChatTransform } from './transform.js';
+import type { PoolTicket } from './pool.js';
 
 /**
  * How the terminal handler writes the answer, after the response transforms ran. Absent: Chat
@@ -69,6 +70,8 @@ export interface UpstreamOutcome {
   firstByteMs?: number;
   /** Set when the request failed after the first byte, or before the client got any answer. */
   error?: { type: string; message: string };
+  /** `'fallback'` when the overflow provider answered instead of the pool. */
+  servedBy?: 'pool' | 'fallback';
 }
 
 /** A tool call as the tool-call stage assembled it, for telemetry and logs. */
@@ -117,29 +120,11 @@ export interface RequestContext {
    * output failed, a stored response read back), for the limiter's reconciliation only.
    */
   consumedTokens?: number;
-  /** What was left of the key's budget when this request was admitted (set by `budgets()`), for the remaining-budget gauge. */
-  budgetRemaining?: { usd?: number; tokens?: number };
   /** Why the request ended without its answer reaching the caller in full, e.g. `client_closed_mid_stream`. */
   abortReason?: string;
   upstream?: UpstreamOutcome;
-  /**
-   * Room the admission stage holds in the upstream pool for this request from its admission until
-   * the upstream counts it in flight on a replica (or it ends): settled by whichever comes first.
-   */
-  reservation?: { settle(): void };
-  /**
-   * Set by admission: waits for the pool's room again before a retried attempt (a retry is more
-   * work for the pool, so it takes its turn like a new request). Rejects with the error to answer.
-   */
-  readmit?: () => Promise<void>;
-  /** Milliseconds the request waited in the admission queue (0 when it went straight through); absent without admission. */
-  queueMs?: number;
-  /** Set by admission: the pool is full, so the upstream sends this request to its overflow provider. */
-  overflow?: boolean;
-  /** `'fallback'` when the overflow provider answered instead of the pool. */
-  servedBy?: 'pool' | 'fallback';
-  /** Filled by the tool-call stage when the model called tools. */
-  toolCalls?: AssembledToolCall[];
+  /** The request's place in the upstream pool (admission's ticket for the upstream). */
+  pool?: PoolTicket;
   /** Repairs the response stages made, by kind (e.g. `harmony.tool_name`), for telemetry. */
   repairs?: Record<string, number>;
   /** Rate-limit rejections, retries, aborts, mid-stream failures...: telemetry turns them into span events. */

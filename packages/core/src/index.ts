@@ -137,7 +137,7 @@ export {
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';
-export type { UpstreamPool } from './pool.js';
+export type { UpstreamPool, PoolTicket } from './pool.js';
 export { promptTokensBound, estimatedPromptTokens, outputTokensCap } from './cost.js';
 export { parseOptions, optionProblem, describeIssue, implementing, fn } from './options.js';
 export { consoleLogger, guarded, throttled, type Logger } from './log.js';

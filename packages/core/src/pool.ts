@@ -13,3 +13,24 @@ export interface UpstreamPool {
   /** Calls `listener` whenever room may have grown (a request ended, a replica came back, a scrape). Returns the unsubscribe. */
   onChange(listener: () => void): () => void;
 }
+
+/**
+ * A request's place in the upstream pool: set by admission, used by the upstream. The handshake
+ * of the pool contract, so neither stage reaches into the other.
+ */
+export interface PoolTicket {
+  /**
+   * Room held for the request from its admission until the upstream counts it in flight on a
+   * replica (or it ends): settled by whichever comes first.
+   */
+  reservation?: { settle(): void };
+  /**
+   * Waits for the pool's room again before a retried attempt (a retry is more work for the pool,
+   * so it takes its turn like a new request). Rejects with the error to answer.
+   */
+  readmit?: () => Promise<void>;
+  /** The pool is full: the upstream sends this request to its overflow provider. */
+  overflow?: boolean;
+  /** Milliseconds the request waited in the admission queue (0 when it went straight through). */
+  queueMs?: number;
+}

@@ -219,7 +219,7 @@ export function passthrough(options: PassthroughOptions): Passthrough {
       const picked = upstream.pickReplica(tried);
       if (!picked) break;
       // Admission's hold on the pool becomes this in-flight count.
-      ctx.reservation?.settle();
+      ctx.pool?.reservation?.settle();
       tried.add(picked.base);
       outcome.attempts++;
       outcome.replica = picked.base;

@@ -85,156 +85,198 @@ export class HarmonyContentMachine {
     return '';
   }
 
+  /** Reads as far as the buffer allows, one state at a time. */
   private run(out: Piece[], final: boolean): void {
-    for (;;) {
-      const buf = this.buffer;
-      switch (this.state) {
-        case 'start': {
-          if (buf.startsWith('<|')) {
-            this.state = 'text';
-            continue;
-          }
-          if (buf.startsWith(PLAIN_TOOL)) {
-            this.state = 'plainTool';
-            continue;
-          }
-          if (buf.length > PLAIN_ANALYSIS.length && buf.startsWith(PLAIN_ANALYSIS)) {
-            // `analysisUser asks...`: the channel name glued to its text. Prose says `analysis of`, `analysis:`.
-            const next = buf[PLAIN_ANALYSIS.length]!;
-            if (!/[\s\p{P}\p{Ll}]/u.test(next)) {
-              this.buffer = buf.slice(PLAIN_ANALYSIS.length);
-              this.repairs.push('analysis_in_content');
-              this.state = 'plainAnalysis';
-              continue;
-            }
-            this.state = 'text';
-            continue;
-          }
-          if (!final && (PLAIN_TOOL.startsWith(buf) || PLAIN_ANALYSIS.startsWith(buf))) return;
-          this.state = 'text';
-          continue;
-        }
-        case 'text': {
-          const at = buf.indexOf('<|');
-          if (at === -1) {
-            this.buffer = this.emitUntilPartial(out, 'content', buf, final);
-            return;
-          }
-          this.emit(out, 'content', buf.slice(0, at));
-          const token = tokenAt(buf, at);
-          if (!token) {
-            if (!final && couldBeToken(buf.slice(at))) {
-              this.buffer = buf.slice(at);
-              return;
-            }
-            this.emit(out, 'content', '<|');
-            this.buffer = buf.slice(at + 2);
-            continue;
-          }
-          this.buffer = buf.slice(at + token.length);
-          if (token === '<|channel|>') {
-            this.state = 'header';
-            this.header = '';
-          } else {
-            this.repairs.push('control_token');
-            if (token === '<|start|>') this.state = 'role';
-          }
-          continue;
-        }
-        case 'role': {
-          // `<|start|>assistant`: the role name runs to the next control token.
-          const at = buf.indexOf('<|');
-          if (at === -1) {
-            if (!final && buf.length <= 32) return;
-            this.state = 'text';
-            continue;
-          }
-          this.buffer = buf.slice(at);
-          this.state = 'text';
-          continue;
-        }
-        case 'header': {
-          const at = buf.indexOf('<|message|>');
-          if (at === -1) {
-            if (!final && buf.length <= MAX_HEADER) return;
-            // Not a channel header after all: what followed `<|channel|>` is text.
-            this.repairs.push('control_token');
-            this.state = 'text';
-            continue;
-          }
-          const header = buf.slice(0, at).replaceAll('<|constrain|>', ' ').trim();
-          this.buffer = buf.slice(at + '<|message|>'.length);
-          const recipient = /\bto=(\S+)/.exec(header);
-          if (header.startsWith('analysis')) {
-            this.repairs.push('analysis_in_content');
-            this.state = 'analysis';
-          } else if (recipient) {
-            this.toolName = recipient[1]!;
-            this.toolRaw = '';
-            this.state = 'toolargs';
-          } else {
-            // `final`, or a commentary preamble: ordinary content.
-            this.repairs.push('control_token');
-            this.state = 'text';
-          }
-          continue;
-        }
-        case 'analysis': {
-          const end = buf.indexOf('<|end|>');
-          const next = buf.indexOf('<|channel|>');
-          const stop = end === -1 ? next : next === -1 ? end : Math.min(end, next);
-          if (stop === -1) {
-            this.buffer = this.emitUntilPartial(out, 'reasoning', buf, final);
-            if (final) this.state = 'text';
-            return;
-          }
-          this.emit(out, 'reasoning', buf.slice(0, stop));
-          this.buffer = buf.slice(stop === end ? end + '<|end|>'.length : stop);
-          this.state = 'text';
-          continue;
-        }
-        case 'toolargs': {
-          const call = buf.indexOf('<|call|>');
-          const endAt = call === -1 ? buf.indexOf('<|end|>') : call;
-          if (endAt === -1 && !final) return;
-          const args = endAt === -1 ? buf : buf.slice(0, endAt);
-          this.tool(out, this.toolName, args, args);
-          this.buffer = endAt === -1 ? '' : buf.slice(endAt + (call === -1 ? '<|end|>'.length : '<|call|>'.length));
-          this.state = 'text';
-          if (endAt === -1) return;
-          continue;
-        }
-        case 'plainTool': {
-          if (!final && buf.length <= MAX_PLAIN_TOOL) return;
-          const m = PLAIN_TOOL_FORM.exec(buf);
-          this.buffer = '';
-          this.state = 'text';
-          if (m) this.tool(out, m[1]!, m[2]!, buf);
-          else this.emit(out, 'content', buf);
-          return;
-        }
-        case 'plainAnalysis': {
-          const at = buf.indexOf(PLAIN_FINAL);
-          if (at === -1) {
-            // Hold only what could still be the start of `assistantfinal`.
-            let keep = 0;
-            if (!final)
-              for (let n = Math.min(PLAIN_FINAL.length - 1, buf.length); n > 0; n--)
-                if (PLAIN_FINAL.startsWith(buf.slice(-n))) {
-                  keep = n;
-                  break;
-                }
-            this.emit(out, 'reasoning', buf.slice(0, buf.length - keep));
-            this.buffer = buf.slice(buf.length - keep);
-            return;
-          }
-          this.emit(out, 'reasoning', buf.slice(0, at));
-          this.buffer = buf.slice(at + PLAIN_FINAL.length);
-          this.state = 'text';
-          continue;
-        }
-      }
+    while (this.step(out, final));
+  }
+
+  private step(out: Piece[], final: boolean): boolean {
+    switch (this.state) {
+      case 'start':
+        return this.atStart(out, final);
+      case 'text':
+        return this.inText(out, final);
+      case 'role':
+        return this.inRole(out, final);
+      case 'header':
+        return this.inHeader(out, final);
+      case 'analysis':
+        return this.inAnalysis(out, final);
+      case 'toolargs':
+        return this.inToolArguments(out, final);
+      case 'plainTool':
+        return this.inPlainTool(out, final);
+      case 'plainAnalysis':
+        return this.inPlainAnalysis(out, final);
     }
+  }
+
+  /** The first bytes: a control token, a tool call with its tokens stripped (`commentary to=functions.`), or the analysis channel glued to its text. Returns whether to go on. */
+  private atStart(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    if (buf.startsWith('<|')) {
+      this.state = 'text';
+      return true;
+    }
+    if (buf.startsWith(PLAIN_TOOL)) {
+      this.state = 'plainTool';
+      return true;
+    }
+    if (buf.length > PLAIN_ANALYSIS.length && buf.startsWith(PLAIN_ANALYSIS)) {
+      // `analysisUser asks...`: the channel name glued to its text. Prose says `analysis of`, `analysis:`.
+      const next = buf[PLAIN_ANALYSIS.length]!;
+      if (!/[\s\p{P}\p{Ll}]/u.test(next)) {
+        this.buffer = buf.slice(PLAIN_ANALYSIS.length);
+        this.repairs.push('analysis_in_content');
+        this.state = 'plainAnalysis';
+        return true;
+      }
+      this.state = 'text';
+      return true;
+    }
+    if (!final && (PLAIN_TOOL.startsWith(buf) || PLAIN_ANALYSIS.startsWith(buf))) return false;
+    this.state = 'text';
+    return true;
+  }
+
+  /** Ordinary content, up to the next control token. Returns whether to go on. */
+  private inText(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    const at = buf.indexOf('<|');
+    if (at === -1) {
+      this.buffer = this.emitUntilPartial(out, 'content', buf, final);
+      return false;
+    }
+    this.emit(out, 'content', buf.slice(0, at));
+    const token = tokenAt(buf, at);
+    if (!token) {
+      if (!final && couldBeToken(buf.slice(at))) {
+        this.buffer = buf.slice(at);
+        return false;
+      }
+      this.emit(out, 'content', '<|');
+      this.buffer = buf.slice(at + 2);
+      return true;
+    }
+    this.buffer = buf.slice(at + token.length);
+    if (token === '<|channel|>') {
+      this.state = 'header';
+      this.header = '';
+    } else {
+      this.repairs.push('control_token');
+      if (token === '<|start|>') this.state = 'role';
+    }
+    return true;
+  }
+
+  /** After `<|start|>`: the role name runs to the next control token. Returns whether to go on. */
+  private inRole(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    // `<|start|>assistant`: the role name runs to the next control token.
+    const at = buf.indexOf('<|');
+    if (at === -1) {
+      if (!final && buf.length <= 32) return false;
+      this.state = 'text';
+      return true;
+    }
+    this.buffer = buf.slice(at);
+    this.state = 'text';
+    return true;
+  }
+
+  /** After `<|channel|>`: the channel header up to `<|message|>` says what follows (analysis, a tool call, final). Returns whether to go on. */
+  private inHeader(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    const at = buf.indexOf('<|message|>');
+    if (at === -1) {
+      if (!final && buf.length <= MAX_HEADER) return false;
+      // Not a channel header after all: what followed `<|channel|>` is text.
+      this.repairs.push('control_token');
+      this.state = 'text';
+      return true;
+    }
+    const header = buf.slice(0, at).replaceAll('<|constrain|>', ' ').trim();
+    this.buffer = buf.slice(at + '<|message|>'.length);
+    const recipient = /\bto=(\S+)/.exec(header);
+    if (header.startsWith('analysis')) {
+      this.repairs.push('analysis_in_content');
+      this.state = 'analysis';
+    } else if (recipient) {
+      this.toolName = recipient[1]!;
+      this.toolRaw = '';
+      this.state = 'toolargs';
+    } else {
+      // `final`, or a commentary preamble: ordinary content.
+      this.repairs.push('control_token');
+      this.state = 'text';
+    }
+    return true;
+  }
+
+  /** The analysis channel: reasoning, up to `<|end|>` or the next channel. Returns whether to go on. */
+  private inAnalysis(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    const end = buf.indexOf('<|end|>');
+    const next = buf.indexOf('<|channel|>');
+    const stop = end === -1 ? next : next === -1 ? end : Math.min(end, next);
+    if (stop === -1) {
+      this.buffer = this.emitUntilPartial(out, 'reasoning', buf, final);
+      if (final) this.state = 'text';
+      return false;
+    }
+    this.emit(out, 'reasoning', buf.slice(0, stop));
+    this.buffer = buf.slice(stop === end ? end + '<|end|>'.length : stop);
+    this.state = 'text';
+    return true;
+  }
+
+  /** A tool call's arguments, up to `<|call|>` (or `<|end|>`). Returns whether to go on. */
+  private inToolArguments(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    const call = buf.indexOf('<|call|>');
+    const endAt = call === -1 ? buf.indexOf('<|end|>') : call;
+    if (endAt === -1 && !final) return false;
+    const args = endAt === -1 ? buf : buf.slice(0, endAt);
+    this.tool(out, this.toolName, args, args);
+    this.buffer = endAt === -1 ? '' : buf.slice(endAt + (call === -1 ? '<|end|>'.length : '<|call|>'.length));
+    this.state = 'text';
+    if (endAt === -1) return false;
+    return true;
+  }
+
+  /** A tool call whose tokens were stripped, read whole (it is short) and parsed. Returns whether to go on. */
+  private inPlainTool(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    if (!final && buf.length <= MAX_PLAIN_TOOL) return false;
+    const m = PLAIN_TOOL_FORM.exec(buf);
+    this.buffer = '';
+    this.state = 'text';
+    if (m) this.tool(out, m[1]!, m[2]!, buf);
+    else this.emit(out, 'content', buf);
+    return false;
+  }
+
+  /** `analysis...assistantfinal...` with its tokens stripped: reasoning up to `assistantfinal`. Returns whether to go on. */
+  private inPlainAnalysis(out: Piece[], final: boolean): boolean {
+    const buf = this.buffer;
+    const at = buf.indexOf(PLAIN_FINAL);
+    if (at === -1) {
+      // Hold only what could still be the start of `assistantfinal`.
+      let keep = 0;
+      if (!final)
+        for (let n = Math.min(PLAIN_FINAL.length - 1, buf.length); n > 0; n--)
+          if (PLAIN_FINAL.startsWith(buf.slice(-n))) {
+            keep = n;
+            break;
+          }
+      this.emit(out, 'reasoning', buf.slice(0, buf.length - keep));
+      this.buffer = buf.slice(buf.length - keep);
+      return false;
+    }
+    this.emit(out, 'reasoning', buf.slice(0, at));
+    this.buffer = buf.slice(at + PLAIN_FINAL.length);
+    this.state = 'text';
+    return true;
   }
 }
 

@@ -15,13 +15,30 @@ import {
 import { HarmonyContentMachine, TokenStripper, type Piece, type RepairKind } from './machine.js';
 import { cleanToolName, stripTokens } from './tokens.js';
 
-function count(ctx: RequestContext, kinds: readonly RepairKind[]): void {
+/** Repairs made, counted on the context (for the `tera.repairs` metric) and one span event per kind. */
+function recordRepairs(ctx: RequestContext, kinds: readonly RepairKind[]): void {
   if (!kinds.length) return;
   const repairs = (ctx.repairs ??= {});
   for (const kind of kinds) {
     const key = `harmony.${kind}`;
     repairs[key] = (repairs[key] ?? 0) + 1;
   }
+  for (const kind of new Set(kinds)) recordEvent(ctx, 'tera.harmony.repair', { 'tera.repair.kind': kind });
+}
+
+/** Control tokens out of both reasoning fields of a message or a delta, by `strip`; true when one changed. */
+function stripReasoning(target: ReasoningFields, strip: (field: 'reasoning' | 'reasoning_content', text: string) => string): boolean {
+  let changed = false;
+  for (const field of ['reasoning', 'reasoning_content'] as const) {
+    const value = target[field];
+    if (typeof value !== 'string' || !value) continue;
+    const clean = strip(field, value);
+    if (clean !== value) {
+      target[field] = clean;
+      changed = true;
+    }
+  }
+  return changed;
 }
 
 /** Fixes a tool name in place when the fix names a declared tool; counts either way. */
@@ -59,9 +76,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
       reasoningStrippers.reasoning.removed = 0;
       reasoningStrippers.reasoning_content.removed = 0;
     }
-    if (!fresh.length) return;
-    count(ctx, fresh);
-    for (const kind of new Set(fresh)) recordEvent(ctx, 'tera.harmony.repair', { 'tera.repair.kind': kind });
+    recordRepairs(ctx, fresh);
   }
 
   /** Chunks carrying what the machine produced: content and reasoning in one delta, each tool call in its own. */
@@ -125,17 +140,12 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
             message.content = content === '' && calls.length ? null : content;
           }
         }
-        for (const field of ['reasoning', 'reasoning_content'] as const) {
-          const value = message[field];
-          if (typeof value !== 'string') continue;
-          const stripped = stripTokens(value);
-          if (stripped.removed) {
-            message[field] = stripped.text;
-            for (let i = 0; i < stripped.removed; i++) repairs.push('control_token');
-          }
-        }
-        count(ctx, repairs);
-        for (const kind of new Set(repairs)) recordEvent(ctx, 'tera.harmony.repair', { 'tera.repair.kind': kind });
+        stripReasoning(message, (_field, text) => {
+          const stripped = stripTokens(text);
+          for (let i = 0; i < stripped.removed; i++) repairs.push('control_token');
+          return stripped.text;
+        });
+        recordRepairs(ctx, repairs);
       }
       return body;
     },
@@ -154,15 +164,7 @@ export function harmonyTransform(request: Pick<ChatCompletionRequest, 'tools'> |
           markChanged(chunk);
         }
       }
-      for (const field of ['reasoning', 'reasoning_content'] as const) {
-        const value = delta[field];
-        if (typeof value !== 'string' || !value) continue;
-        const clean = reasoningStrippers[field].feed(value);
-        if (clean !== value) {
-          delta[field] = clean;
-          markChanged(chunk);
-        }
-      }
+      if (stripReasoning(delta, (field, text) => reasoningStrippers[field].feed(text))) markChanged(chunk);
       const content = delta.content;
       const finishing = choice.finish_reason != null;
       // The fast path: no content to read (reasoning, tool calls) or no leak being read, nothing held, no marker in sight.

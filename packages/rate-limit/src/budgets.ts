@@ -1,3 +1,4 @@
+import './context.js';
 import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import {

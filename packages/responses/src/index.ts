@@ -22,7 +22,7 @@ export {
   type StoredResponse,
   type StoreBounds,
   type MemoryStoreOptions,
-  type RedisStoreOptions,
+  type RedisResponseStoreOptions,
   type RedisLike,
 } from './store.js';
 export type * from './types.js';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { MAX_OUTPUT_TOKENS, invalidRequest, issueToError, type TeraError } from '@tera-gw/core';
 import { newId } from './ids.js';
-import type { StoredInputItem } from './types.js';
+import type { ResponseObject, StoredInputItem } from './types.js';
 
 /** Tools OpenAI runs on its own servers; a self-hosted model has none of them. */
 export const HOSTED_TOOL_TYPES: ReadonlySet<string> = new Set([
@@ -422,4 +422,64 @@ export function toResponsesParam(error: TeraError): string | null {
   if (param.startsWith('response_format')) return 'text.format';
   if (param.startsWith('reasoning_effort')) return 'reasoning.effort';
   return param;
+}
+
+// ---- settings -----------------------------------------------------------------------------
+
+/** The chat fields a Responses request sets beside its messages and tools: reasoning, format, sampling, logprobs, routing. */
+export function chatSettings(body: ResponsesRequest): Record<string, unknown> {
+  const chat: Record<string, unknown> = {};
+  const effort = body.reasoning?.effort;
+  if (effort) chat.reasoning_effort = effort === 'minimal' || effort === 'none' ? 'low' : effort === 'xhigh' ? 'high' : effort;
+  const format = body.text?.format;
+  if (format?.type === 'json_schema') {
+    const schema: Record<string, unknown> = { name: format.name, schema: format.schema };
+    if (format.description != null) schema.description = format.description;
+    if (format.strict != null) schema.strict = format.strict;
+    chat.response_format = { type: 'json_schema', json_schema: schema };
+  } else if (format) chat.response_format = { type: format.type };
+  if (body.max_output_tokens != null) chat.max_completion_tokens = body.max_output_tokens;
+  if (body.temperature != null) chat.temperature = body.temperature;
+  if (body.top_p != null) chat.top_p = body.top_p;
+  if (body.include?.includes('message.output_text.logprobs') === true) {
+    chat.logprobs = true;
+    if (body.top_logprobs) chat.top_logprobs = body.top_logprobs;
+  }
+  if (body.prompt_cache_key !== undefined) chat.prompt_cache_key = body.prompt_cache_key;
+  if (body.user !== undefined) chat.user = body.user;
+  if (body.safety_identifier !== undefined) chat.safety_identifier = body.safety_identifier;
+  return chat;
+}
+
+/** The response object as it starts (`in_progress`, no output), echoing the request's settings. */
+export function responseBase(body: ResponsesRequest, storing: boolean): ResponseObject {
+  return {
+    id: newId('resp'),
+    object: 'response',
+    created_at: Math.floor(Date.now() / 1000),
+    status: 'in_progress',
+    error: null,
+    incomplete_details: null,
+    instructions: body.instructions ?? null,
+    max_output_tokens: body.max_output_tokens ?? null,
+    model: body.model,
+    output: [],
+    parallel_tool_calls: body.parallel_tool_calls ?? true,
+    previous_response_id: body.previous_response_id ?? null,
+    reasoning: { effort: body.reasoning?.effort ?? null, summary: body.reasoning?.summary ?? null },
+    store: storing,
+    temperature: body.temperature ?? 1,
+    text: { format: body.text?.format ?? { type: 'text' } },
+    tool_choice: body.tool_choice ?? 'auto',
+    tools: body.tools ?? [],
+    top_p: body.top_p ?? 1,
+    truncation: 'disabled',
+    usage: null,
+    user: body.user ?? null,
+    metadata: body.metadata ?? {},
+    prompt_cache_key: body.prompt_cache_key ?? null,
+    safety_identifier: body.safety_identifier ?? null,
+    background: false,
+    service_tier: body.service_tier ?? 'default',
+  };
 }

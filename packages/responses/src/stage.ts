@@ -19,11 +19,12 @@ import {
   type OutputFormat,
   type RequestContext,
 } from '@tera-gw/core';
-import { newId } from './ids.js';
 import { completionToResponse, ResponsesStreamEncoder, type ResponseSettings } from './output.js';
 import {
+  chatSettings,
   itemsToMessages,
   normalizeItem,
+  responseBase,
   parseResponsesRequest,
   responsesRequestSchema,
   toResponsesParam,
@@ -119,115 +120,70 @@ export function responses(input: ResponsesOptions = {}): ResponsesStage {
     return { item, bytes: found.bytes };
   }
 
-  async function prepare(body: ResponsesRequest, keyId: string, bodyBytes: number): Promise<Prepared> {
-    let history: StoredInputItem[] = [];
-    let storedBytes = 0;
-    if (body.previous_response_id) {
-      if (!store)
-        throw invalidRequest(
-          'This gateway keeps no responses (zero retention), so `previous_response_id` cannot be used. Send the earlier output items back in `input` instead, with `include: ["reasoning.encrypted_content"]` to carry the reasoning.',
-          'previous_response_id',
-          'stored_responses_disabled',
-        );
-      const previous = await store.conversation(keyId, body.previous_response_id);
-      if (!previous)
-        throw invalidRequest(
-          `Previous response with id '${body.previous_response_id}' not found.`,
-          'previous_response_id',
-          'previous_response_not_found',
-        );
-      history = previous.items;
-      storedBytes += previous.bytes;
-      expanded(bodyBytes, storedBytes, 'previous_response_id');
-    }
+  /** The stored conversation `previous_response_id` continues, and its bytes. */
+  async function history(body: ResponsesRequest, keyId: string, bodyBytes: number): Promise<{ items: StoredInputItem[]; bytes: number }> {
+    if (!body.previous_response_id) return { items: [], bytes: 0 };
+    if (!store)
+      throw invalidRequest(
+        'This gateway keeps no responses (zero retention), so `previous_response_id` cannot be used. Send the earlier output items back in `input` instead, with `include: ["reasoning.encrypted_content"]` to carry the reasoning.',
+        'previous_response_id',
+        'stored_responses_disabled',
+      );
+    const previous = await store.conversation(keyId, body.previous_response_id);
+    if (!previous)
+      throw invalidRequest(
+        `Previous response with id '${body.previous_response_id}' not found.`,
+        'previous_response_id',
+        'previous_response_not_found',
+      );
+    expanded(bodyBytes, previous.bytes, 'previous_response_id');
+    return previous;
+  }
+
+  /** This request's own items, checked, sealed reasoning opened and item references resolved; `storedBytes` counts on from the history's. */
+  async function ownItems(body: ResponsesRequest, keyId: string, bodyBytes: number, storedBytes: number) {
     const raw = typeof body.input === 'string' ? [{ role: 'user', content: body.input }] : (body.input ?? []);
     const open = (sealed: string) => sealer.open(sealed, keyId);
-    const own: StoredInputItem[] = [];
+    const items: StoredInputItem[] = [];
+    let bytes = storedBytes;
     for (let i = 0; i < raw.length; i++) {
       const where = typeof body.input === 'string' ? 'input' : `input[${i}]`;
       const item = normalizeItem(raw[i], where, open);
       if (item.type !== 'item_reference') {
-        own.push(item);
+        items.push(item);
         continue;
       }
       const referenced = await resolveReference(item.id, keyId, where);
-      storedBytes += referenced.bytes;
-      expanded(bodyBytes, storedBytes, `${where}.id`);
-      own.push(referenced.item);
+      bytes += referenced.bytes;
+      expanded(bodyBytes, bytes, `${where}.id`);
+      items.push(referenced.item);
     }
+    return { items, storedBytes: bytes };
+  }
 
+  async function prepare(body: ResponsesRequest, keyId: string, bodyBytes: number): Promise<Prepared> {
+    const previous = await history(body, keyId, bodyBytes);
+    const own = await ownItems(body, keyId, bodyBytes, previous.bytes);
     const tools = translateTools(body.tools ?? [], hostedTools);
     const choice = translateToolChoice(body.tool_choice, tools);
     const chatTools = choice.restrictTo ? tools.tools.filter((t) => choice.restrictTo!.has(t.function.name)) : tools.tools;
-    const input = [...history, ...own];
+    const input = [...previous.items, ...own.items];
     const messages: Array<Record<string, unknown>> = [];
     if (body.instructions) messages.push({ role: 'system', content: body.instructions });
     messages.push(...itemsToMessages(input, tools.names));
     if (!messages.length) throw invalidRequest('`input` must contain at least one item.', 'input');
-
-    const chat: Record<string, unknown> = { model: body.model, messages, stream: body.stream === true };
+    const chat: Record<string, unknown> = { model: body.model, messages, stream: body.stream === true, ...chatSettings(body) };
     if (chatTools.length) chat.tools = chatTools;
     if (choice.tool_choice !== undefined && (chatTools.length || choice.tool_choice === 'none' || choice.tool_choice === 'auto'))
       chat.tool_choice = choice.tool_choice;
     if (body.parallel_tool_calls != null && chatTools.length) chat.parallel_tool_calls = body.parallel_tool_calls;
-    const effort = body.reasoning?.effort;
-    if (effort) chat.reasoning_effort = effort === 'minimal' || effort === 'none' ? 'low' : effort === 'xhigh' ? 'high' : effort;
-    const format = body.text?.format;
-    if (format?.type === 'json_schema') {
-      const schema: Record<string, unknown> = { name: format.name, schema: format.schema };
-      if (format.description != null) schema.description = format.description;
-      if (format.strict != null) schema.strict = format.strict;
-      chat.response_format = { type: 'json_schema', json_schema: schema };
-    } else if (format) chat.response_format = { type: format.type };
-    if (body.max_output_tokens != null) chat.max_completion_tokens = body.max_output_tokens;
-    if (body.temperature != null) chat.temperature = body.temperature;
-    if (body.top_p != null) chat.top_p = body.top_p;
-    const logprobs = body.include?.includes('message.output_text.logprobs') === true;
-    if (logprobs) {
-      chat.logprobs = true;
-      if (body.top_logprobs) chat.top_logprobs = body.top_logprobs;
-    }
-    if (body.prompt_cache_key !== undefined) chat.prompt_cache_key = body.prompt_cache_key;
-    if (body.user !== undefined) chat.user = body.user;
-    if (body.safety_identifier !== undefined) chat.safety_identifier = body.safety_identifier;
-
-    const storing = store !== undefined && body.store !== false;
-    const base: ResponseObject = {
-      id: newId('resp'),
-      object: 'response',
-      created_at: Math.floor(Date.now() / 1000),
-      status: 'in_progress',
-      error: null,
-      incomplete_details: null,
-      instructions: body.instructions ?? null,
-      max_output_tokens: body.max_output_tokens ?? null,
-      model: body.model,
-      output: [],
-      parallel_tool_calls: body.parallel_tool_calls ?? true,
-      previous_response_id: body.previous_response_id ?? null,
-      reasoning: { effort: body.reasoning?.effort ?? null, summary: body.reasoning?.summary ?? null },
-      store: storing,
-      temperature: body.temperature ?? 1,
-      text: { format: format ?? { type: 'text' } },
-      tool_choice: body.tool_choice ?? 'auto',
-      tools: body.tools ?? [],
-      top_p: body.top_p ?? 1,
-      truncation: 'disabled',
-      usage: null,
-      user: body.user ?? null,
-      metadata: body.metadata ?? {},
-      prompt_cache_key: body.prompt_cache_key ?? null,
-      safety_identifier: body.safety_identifier ?? null,
-      background: false,
-      service_tier: body.service_tier ?? 'default',
-    };
     const settings: ResponseSettings = {
-      base,
+      base: responseBase(body, store !== undefined && body.store !== false),
       names: tools.names,
-      logprobs,
+      logprobs: chat.logprobs === true,
       ...(body.include?.includes('reasoning.encrypted_content') ? { seal: (text: string) => sealer.seal(text, keyId) } : {}),
     };
-    return { chat, settings, input, storedBytes, droppedTools: tools.dropped };
+    return { chat, settings, input, storedBytes: own.storedBytes, droppedTools: tools.dropped };
   }
 
   /** Chat validation (context length, sampling ranges) on the translated request, its params named in Responses terms. */

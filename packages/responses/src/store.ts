@@ -265,7 +265,7 @@ export interface RedisLike {
   hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
 }
 
-export interface RedisStoreOptions extends StoreBounds {
+export interface RedisResponseStoreOptions extends StoreBounds {
   client: RedisLike;
   /** @defaultValue `tera:resp:` */
   prefix?: string;
@@ -341,7 +341,7 @@ export class RedisResponseStore implements ResponseStore {
   readonly #prefix: string;
   readonly #bounds: Bounds;
 
-  constructor(options: RedisStoreOptions) {
+  constructor(options: RedisResponseStoreOptions) {
     this.#client = options.client;
     this.#prefix = options.prefix ?? 'tera:resp:';
     this.#bounds = bounds(options, 30 * DAY);

@@ -26,6 +26,7 @@ import {
   type RequestContext,
 } from '@tera-gw/core';
 import { telemetryOptionsSchema, type TelemetryOptions } from './options.js';
+import './context.js';
 import { ATTR, DURATION_BUCKETS, METRIC, OPERATION_CHAT, PER_TOKEN_BUCKETS, PROVIDER, TOKEN_BUCKETS, latestOnly } from './semconv.js';
 
 /** One finished request, once, with its real token counts and their cost. */
@@ -114,19 +115,8 @@ class SummedCounter {
   }
 }
 
-/**
- * One span per chat request, `chat openai/gpt-oss-20b`, child of the app's active span, with
- * the GenAI conventions' attributes and a CLIENT child span per upstream attempt; the
- * conventions' metrics; and a usage record with cost. Depends on @opentelemetry/api only.
- */
-export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
-  const options = parseOptions(telemetryOptionsSchema, input, 'telemetry()');
-  const logger = options.logger ?? consoleLogger();
-  const tracer = options.tracer ?? trace.getTracer('@tera-gw/telemetry', VERSION);
-  const meter = options.meter ?? metrics.getMeter('@tera-gw/telemetry', VERSION);
-  const model = options.model ?? GPT_OSS_20B;
-  const prices = options.prices ?? PRICE_PER_MILLION;
-  const legacyNames = !latestOnly();
+/** The GenAI conventions' instruments and the gateway's own, on one meter. */
+function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
   const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
     unit: '{token}',
     description: 'Tokens used per request, by gen_ai.token.type',
@@ -178,13 +168,64 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     .addCallback((result) => {
       for (const [keyId, usd] of budgetRemaining) result.observe(usd, { key_id: keyId });
     });
-  let replicaSource: (() => ReadonlyArray<{ url: string; state: string; breaker: string }>) | undefined;
+  const replicas: { source?: () => ReadonlyArray<{ url: string; state: string; breaker: string }> } = {};
   const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
     description: '1 when the replica is warm, healthy and its breaker not open',
   });
   replicaReady.addCallback((result) => {
-    for (const r of replicaSource?.() ?? []) result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
+    for (const r of replicas.source?.() ?? [])
+      result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
   });
+
+  return {
+    tokenUsage,
+    duration,
+    ttft,
+    perToken,
+    queueTime,
+    requests,
+    inFlight,
+    inFlightKey,
+    inFlightAttributes,
+    breakerTransitions,
+    repairs,
+    keyTokens,
+    keyCost,
+    budgetRemaining,
+    replicas,
+  };
+}
+
+/**
+ * One span per chat request, `chat openai/gpt-oss-20b`, child of the app's active span, with
+ * the GenAI conventions' attributes and a CLIENT child span per upstream attempt; the
+ * conventions' metrics; and a usage record with cost. Depends on @opentelemetry/api only.
+ */
+export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
+  const options = parseOptions(telemetryOptionsSchema, input, 'telemetry()');
+  const logger = options.logger ?? consoleLogger();
+  const tracer = options.tracer ?? trace.getTracer('@tera-gw/telemetry', VERSION);
+  const meter = options.meter ?? metrics.getMeter('@tera-gw/telemetry', VERSION);
+  const model = options.model ?? GPT_OSS_20B;
+  const prices = options.prices ?? PRICE_PER_MILLION;
+  const legacyNames = !latestOnly();
+  const {
+    tokenUsage,
+    duration,
+    ttft,
+    perToken,
+    queueTime,
+    requests,
+    inFlight,
+    inFlightKey,
+    inFlightAttributes,
+    breakerTransitions,
+    repairs,
+    keyTokens,
+    keyCost,
+    budgetRemaining,
+    replicas,
+  } = createInstruments(meter, model, legacyNames);
 
   /** What every step of a request's end reads, computed once. */
   interface Ending {
@@ -260,8 +301,8 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
       a[ATTR.stream] = body.stream === true;
       if (options.recordContent) a[ATTR.inputMessages] = JSON.stringify(body.messages);
     }
-    if (ctx.queueMs !== undefined) a[ATTR.queueMs] = Math.round(ctx.queueMs);
-    if (ctx.servedBy) a[ATTR.servedBy] = ctx.servedBy;
+    if (ctx.pool?.queueMs !== undefined) a[ATTR.queueMs] = Math.round(ctx.pool.queueMs);
+    if (ctx.upstream?.servedBy) a[ATTR.servedBy] = ctx.upstream.servedBy;
     if (upstream) {
       a[ATTR.attempts] = upstream.attempts;
       if (upstream.replica) a[ATTR.replica] = upstream.replica;
@@ -326,7 +367,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     const seconds = (end - ctx.startTime) / 1000;
     const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
     duration.record(seconds, outcomeAttrs);
-    if (ctx.queueMs !== undefined) queueTime.record(ctx.queueMs / 1000, { 'tera.served_by': ctx.servedBy ?? 'pool' });
+    if (ctx.pool?.queueMs !== undefined) queueTime.record(ctx.pool.queueMs / 1000, { 'tera.served_by': ctx.upstream?.servedBy ?? 'pool' });
     // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
     const keyId = keyIdOf(ctx);
     requests.add(1, `${ending.requestModel}\u0000${failure ?? ''}\u0000${status}\u0000${keyId}\u0000${aborted ? 1 : 0}`, () => ({
@@ -392,8 +433,8 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
         abortReason: aborted ? (ctx.abortReason ?? 'client_closed') : undefined,
         attempts: upstream.attempts,
         replica: upstream.replica,
-        servedBy: ctx.servedBy ?? 'pool',
-        queueMs: ctx.queueMs,
+        servedBy: upstream.servedBy ?? 'pool',
+        queueMs: ctx.pool?.queueMs,
         stream: ctx.body?.stream === true,
         startedAt: new Date(epochMs(ctx.startTime)),
         durationMs: end - ctx.startTime,
@@ -427,7 +468,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
 
   return Object.assign(stage, {
     observeReplicas: (list: () => ReadonlyArray<{ url: string; state: string; breaker: string }>) => {
-      replicaSource = list;
+      replicas.source = list;
     },
     recordBreakerState: (replica: string, state: string) =>
       breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),

@@ -1,3 +1,4 @@
+import './context.js';
 import {
   markChanged,
   TeraError,

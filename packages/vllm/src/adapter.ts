@@ -12,6 +12,9 @@ import {
 import { createRouter, leastRequest } from '@tera-gw/router';
 import { ClientGone, sendAttempt, type Attempt, type Timeouts } from './attempt.js';
 import { vllmOptionsSchema, type VllmOptions } from './options.js';
+import { createPool } from './pool.js';
+
+type ParsedOptions = ReturnType<typeof vllmOptionsSchema.parse>;
 import { HealthMonitor } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
 import { cacheSalter } from './cache-salt.js';
@@ -57,6 +60,15 @@ export interface PickedReplica {
   release(fault?: UpstreamFault): void;
 }
 
+/** The overflow provider as a replica of its own: not health-checked (a hosted provider is taken as up), its breaker still guards it. */
+function fallbackReplica(fallback: NonNullable<ParsedOptions['fallback']>, breaker: ParsedOptions['breaker']) {
+  const replica = new Replica(fallback.url, breaker);
+  replica.state = 'ready';
+  const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+  if (fallback.apiKey) headers.authorization = `Bearer ${fallback.apiKey}`;
+  return { replica, headers, model: fallback.model };
+}
+
 export function vllm(input: VllmOptions): VllmAdapter {
   const options = parseOptions(vllmOptionsSchema, input, 'vllm()');
   const { timeouts, maxAttempts } = options;
@@ -78,10 +90,8 @@ export function vllm(input: VllmOptions): VllmAdapter {
   const replicas = options.replicas.map(
     (url) => new Replica(url, options.breaker, typeof seqs === 'number' ? seqs : (seqs?.[url] ?? seqs?.[url.replace(/\/+$/, '')])),
   );
-  const roomListeners = new Set<() => void>();
-  const roomMayHaveGrown = () => {
-    for (const listener of roomListeners) listener();
-  };
+  const pool = createPool(() => replicas);
+  const roomMayHaveGrown = pool.changed;
   for (const r of replicas)
     r.breaker.on('state', (_replica, state) => {
       events.emit('breaker', r.id, state);
@@ -105,53 +115,7 @@ export function vllm(input: VllmOptions): VllmAdapter {
   // Reasoning tokens are counted from the text, and an aborted prompt billed from the gateway's count: load the tokenizer now, off the request path.
   loadTokenizer().catch(() => undefined);
   const outputChecks = options.outputChecks;
-  // Room held for requests admitted but not yet in flight on a replica (their costly checks run first).
-  let reserved = 0;
-  const pool: UpstreamPool = {
-    room() {
-      let room = 0;
-      let anyAvailable = false;
-      for (const r of replicas) {
-        if (!r.available) continue;
-        anyAvailable = true;
-        // Summed, not floored per replica: one over its capacity (affinity kept a conversation there) takes room from the pool.
-        const capacity = r.capacity;
-        if (capacity === undefined) room = Infinity;
-        else if (r.room === 0 && r.inFlight < capacity) continue;
-        else room += capacity - r.inFlight;
-      }
-      // No replica up: full if a capacity was ever known (then requests wait for one to return), else nothing is held.
-      if (!anyAvailable) return replicas.some((r) => r.capacity !== undefined) ? 0 : Infinity;
-      return room - reserved;
-    },
-    down: () => !replicas.some((r) => r.available),
-    reserve() {
-      reserved++;
-      let settled = false;
-      return {
-        settle() {
-          if (settled) return;
-          settled = true;
-          reserved--;
-          roomMayHaveGrown();
-        },
-      };
-    },
-    onChange(listener) {
-      roomListeners.add(listener);
-      return () => roomListeners.delete(listener);
-    },
-  };
-  const fallback = options.fallback
-    ? (() => {
-        const replica = new Replica(options.fallback.url, options.breaker);
-        // Not health-checked: a hosted provider is taken as up; its breaker still guards it.
-        replica.state = 'ready';
-        const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
-        if (options.fallback.apiKey) headers.authorization = `Bearer ${options.fallback.apiKey}`;
-        return { replica, headers, model: options.fallback.model };
-      })()
-    : undefined;
+  const fallback = options.fallback ? fallbackReplica(options.fallback, options.breaker) : undefined;
   const serve = createServe({
     fallback,
     onRelease: roomMayHaveGrown,
@@ -167,6 +131,25 @@ export function vllm(input: VllmOptions): VllmAdapter {
     outputChecks,
   });
   const candidates = (): Replica[] => replicas.filter((r) => r.available);
+  const upstreamKey: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};
+  /** The least loaded of `from`, counted in flight until released; a connection-level fault released with it counts against its breaker. */
+  const pickForPassthrough = (from: readonly Replica[]): PickedReplica | undefined => {
+    const replica = leastRequest(from);
+    if (!replica) return undefined;
+    replica.inFlight++;
+    let released = false;
+    return {
+      base: replica.id,
+      send: (path, payload, callerHeaders, signal) => sendAttempt(replica, payload, { ...callerHeaders, ...upstreamKey }, timeouts, signal, path),
+      release: (fault) => {
+        if (released) return;
+        released = true;
+        replica.inFlight--;
+        if (fault) replica.breaker.recordFailure(fault);
+        roomMayHaveGrown();
+      },
+    };
+  };
 
   const handler: Middleware = function vllmUpstream(req, res, next) {
     serve(req, res).catch((err: unknown) => {
@@ -180,32 +163,14 @@ export function vllm(input: VllmOptions): VllmAdapter {
     ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
     replicas: () => replicas.map((r) => r.status()),
     cacheSalt: (ctx: RequestContext, callerSalt?: string) => cacheSalt(ctx, callerSalt),
-    pickReplica: (exclude?: ReadonlySet<string>) => {
-      const replica = leastRequest(candidates().filter((r) => !exclude?.has(r.id)));
-      if (!replica) return undefined;
-      replica.inFlight++;
-      let released = false;
-      const headers: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};
-      return {
-        base: replica.id,
-        send: (path: string, payload: Buffer, callerHeaders: Record<string, string>, signal: AbortSignal) =>
-          sendAttempt(replica, payload, { ...callerHeaders, ...headers }, timeouts, signal, path),
-        release: (fault?: UpstreamFault) => {
-          if (released) return;
-          released = true;
-          replica.inFlight--;
-          if (fault) replica.breaker.recordFailure(fault);
-          roomMayHaveGrown();
-        },
-      };
-    },
+    pickReplica: (exclude?: ReadonlySet<string>) => pickForPassthrough(candidates().filter((r) => !exclude?.has(r.id))),
     timeouts,
     pool,
     close: () => {
       monitor.stop();
       for (const r of replicas) r.close();
       fallback?.replica.close();
-      roomListeners.clear();
+      pool.clear();
     },
   });
 }

@@ -120,9 +120,8 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   ): UpstreamRequest {
     const body = applyRequestTransforms(validated, ctx);
     const streaming = body.stream === true;
-    const overflow = ctx.overflow === true && fallback !== undefined;
+    const overflow = ctx.pool?.overflow === true && fallback !== undefined;
     if (overflow) {
-      ctx.servedBy = 'fallback';
       res.setHeader('X-Tera-Served-By', 'fallback');
     }
     // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
@@ -302,10 +301,11 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   /** A retry after the model's output failed waits its turn in admission; false when the request should stop (refused or gone). */
   async function readmitted(request: UpstreamRequest, state: Attempts, answer: (error: TeraError) => void): Promise<boolean> {
     const { ctx } = request;
-    if (!state.readmit || !ctx.readmit) return true;
+    const readmit = ctx.pool?.readmit;
+    if (!state.readmit || !readmit) return true;
     state.readmit = false;
     try {
-      await ctx.readmit();
+      await readmit();
     } catch (refused) {
       answer(refused instanceof TeraError ? refused : serverError('The retry could not be admitted.', 'upstream_error'));
       return false;
@@ -313,7 +313,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     return !ctx.signal.aborted;
   }
 
-  return async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const ctx = context(req, res);
     if (!ctx.body) throw new Error('vllm() needs validate() to run before it');
     const costlyChecks = ctx.costlyChecks;
@@ -323,6 +323,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     }
     const request = buildUpstreamRequest(req, res, ctx, ctx.body);
     const outcome: UpstreamOutcome = (ctx.upstream = { attempts: 0 });
+    if (request.overflow) outcome.servedBy = 'fallback';
     const state: Attempts = {
       outcome,
       tried: new Set(),
@@ -350,7 +351,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       const breakerBefore = replica.breaker.state;
       replica.inFlight++;
       // Admission's hold on the pool becomes this in-flight count.
-      ctx.reservation?.settle();
+      ctx.pool?.reservation?.settle();
       try {
         const refused = await runAttempt(request, replica, res, state, record);
         if (refused) answer(refused);
@@ -377,4 +378,5 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     }
     answer(finalError(state));
   };
+  return serve;
 }
