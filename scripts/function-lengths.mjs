@@ -34,7 +34,8 @@ for (const file of files) {
   const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
   const line = (pos) => source.getLineAndCharacterOfPosition(pos).line;
   const span = (n) => line(n.end) - line(n.getStart(source)) + 1;
-  const name = (n) => n.name?.getText(source) ?? (n.parent && 'name' in n.parent ? n.parent.name?.getText(source) : undefined) ?? '(anonymous)';
+  const name = (n) =>
+    n.name?.getText(source) ?? (n.parent && 'name' in n.parent ? n.parent.name?.getText(source) : undefined) ?? '(anonymous)';
   const visit = (node) => {
     if (isFunction(node) && node.body) {
       let nested = 0;

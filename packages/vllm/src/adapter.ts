@@ -140,7 +140,8 @@ export function vllm(input: VllmOptions): VllmAdapter {
     let released = false;
     return {
       base: replica.id,
-      send: (path, payload, callerHeaders, signal) => sendAttempt(replica, payload, { ...callerHeaders, ...upstreamKey }, timeouts, signal, path),
+      send: (path, payload, callerHeaders, signal) =>
+        sendAttempt(replica, payload, { ...callerHeaders, ...upstreamKey }, timeouts, signal, path),
       release: (fault) => {
         if (released) return;
         released = true;
