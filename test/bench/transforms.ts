@@ -1,7 +1,8 @@
 import { createContext, loadTokenizer, transformSSE, type ChatTransform, type RequestContext } from '@tera-gw/core';
 import { harmonyTransform } from '@tera-gw/harmony';
 import { reasoningTransform } from '@tera-gw/reasoning';
-import { ResponsesStreamEncoder, type ResponseObject } from '@tera-gw/responses';
+import type { ResponseObject } from '@tera-gw/responses';
+import { ResponsesStreamEncoder } from '@tera-gw/responses/internal';
 import { toolCallsTransform } from '@tera-gw/tool-calls';
 import { streamBody } from './fixtures.js';
 import { median } from './harness.js';

@@ -36,38 +36,16 @@ export {
   finishContext,
   recordEvent,
   keyIdOf,
-  ANONYMOUS_KEY_ID,
   type AttemptRecord,
   type RequestEvent,
-  newRequestId,
   type RequestContext,
   type AuthenticatedKey,
   type AssembledToolCall,
   type UpstreamOutcome,
   type OutputFormat,
 } from './context.js';
-export {
-  applyRequestTransforms,
-  applyCompletionTransforms,
-  applyChunkTransforms,
-  applyEndTransforms,
-  markChanged,
-  isChanged,
-  transformsMarkChanges,
-  type ChatTransform,
-} from './transform.js';
-export {
-  SSE_HEADERS,
-  SSE_DONE,
-  DEFAULT_MAX_EVENT_BYTES,
-  encodeChunk,
-  encodeRawChunk,
-  withoutUsageMember,
-  encodeErrorEvent,
-  createUpstreamSSEDecoder,
-  type UpstreamSSEDecoder,
-  type UpstreamSSEHandlers,
-} from './sse.js';
+export { applyRequestTransforms, applyCompletionTransforms, markChanged, type ChatTransform } from './transform.js';
+export { SSE_HEADERS } from './sse.js';
 export { transformSSE } from './transform-sse.js';
 export { createChunkPipeline, errorEventText, type ChunkPipeline, type ChunkPipelineOptions } from './pipeline.js';
 export {
@@ -101,17 +79,7 @@ export {
   type NextFunction,
   type ReadBodyOptions,
 } from './http.js';
-export {
-  validate,
-  validateChatRequest,
-  readJSONBody,
-  issueToError,
-  formatParam,
-  contextLengthExceeded,
-  MAX_JSON_DEPTH,
-  validateOptionsSchema,
-  type ValidateOptions,
-} from './validate.js';
+export { validate, validateChatRequest, readJSONBody, issueToError, validateOptionsSchema, type ValidateOptions } from './validate.js';
 export {
   compileSchema,
   stepBudget,
@@ -125,15 +93,7 @@ export {
   type SchemaLimits,
   type StepBudget,
 } from './json-schema.js';
-export {
-  loadTokenizer,
-  tokenizerLoaded,
-  countTextTokens,
-  countPromptTokens,
-  countPromptTokensSync,
-  messageText,
-  type CountOptions,
-} from './tokens.js';
+export { loadTokenizer, tokenizerLoaded, countTextTokens, countPromptTokens, messageText, type CountOptions } from './tokens.js';
 export { GPT_OSS_20B, GPT_OSS_20B_INFO, PRICE_PER_MILLION, costUSD, type ModelInfo } from './models.js';
 export { requestId, modelsHandler, fallbackHandler, DEFAULT_ROUTES, type RouteTable } from './endpoints.js';
 export { compose } from './compose.js';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { describe, expect, it } from 'vitest';
-import { newRequestId } from '../src/index.js';
+import { newRequestId } from '../src/internal.js';
 import { coreApp } from './app.js';
 
 const app = coreApp();

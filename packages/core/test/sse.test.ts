@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createContext, transformSSE, withoutUsageMember, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
+import { createContext, transformSSE, type ChatCompletionChunk, type ChatTransform } from '../src/index.js';
+import { withoutUsageMember } from '../src/internal.js';
 
 const chunk = (delta: Record<string, unknown>, finish: string | null = null): ChatCompletionChunk => ({
   id: 'chatcmpl-1',

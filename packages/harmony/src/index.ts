@@ -1,3 +1,2 @@
 export { harmony, harmonyTransform } from './transform.js';
-export { HarmonyContentMachine, TokenStripper, type Piece, type RepairKind } from './machine.js';
-export { CONTROL_TOKENS, cleanToolName, stripTokens } from './tokens.js';
+export { CONTROL_TOKENS, stripTokens } from './tokens.js';

@@ -1,25 +1,13 @@
 export { responses, type ResponsesStage } from './stage.js';
 export { responsesOptionsSchema, type ResponsesOptions } from './options.js';
 export {
-  parseResponsesRequest,
-  responsesRequestSchema,
-  normalizeItem,
-  itemsToMessages,
-  translateTools,
-  translateToolChoice,
-  flatToolName,
-  HOSTED_TOOL_TYPES,
-  type ResponsesRequest,
-  type ToolName,
-  type ToolTranslation,
-} from './request.js';
-export { completionToResponse, ResponsesStreamEncoder, type ResponseSettings } from './output.js';
-export { createSealer, type Sealer } from './seal.js';
-export {
   MemoryResponseStore,
   RedisResponseStore,
   type ResponseStore,
   type StoredResponse,
+  type StoredItems,
+  type InputPage,
+  type InputPageQuery,
   type StoreBounds,
   type MemoryStoreOptions,
   type RedisResponseStoreOptions,

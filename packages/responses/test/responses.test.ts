@@ -1,18 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { createContext, transformSSE, type ChatCompletionChunk } from '@tera-gw/core';
+import { MemoryResponseStore, responses, type ResponseObject, type StoredInputItem } from '../src/index.js';
 import {
-  MemoryResponseStore,
   ResponsesStreamEncoder,
   createSealer,
-  responses,
   itemsToMessages,
   normalizeItem,
   parseResponsesRequest,
   translateTools,
-  type ResponseObject,
   type ResponseSettings,
-  type StoredInputItem,
-} from '../src/index.js';
+} from '../src/internal.js';
 
 describe('sealed reasoning', () => {
   const sealer = createSealer(['secret-number-one-0123456789']);

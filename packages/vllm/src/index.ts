@@ -3,5 +3,4 @@ export { vllmOptionsSchema, healthOptionsSchema, timeoutsSchema, type VllmOption
 export { ClientGone, readResponse, type Attempt } from './attempt.js';
 export { parseVllmMetrics } from './health.js';
 export type { ReplicaState, ReplicaStatus } from './replica.js';
-export { classify, type UpstreamVerdict } from './outcome.js';
 export { UpstreamFault } from '@tera-gw/circuit-breaker';
