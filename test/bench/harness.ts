@@ -8,6 +8,8 @@ export interface Server {
   stop(): Promise<void>;
   /** CPU time (user + system) the process used so far, in microseconds, from /proc. */
   cpuMicros(): number;
+  /** Live heap after a collection, in bytes (targets started with heap-probe.js preloaded). */
+  heapUsed(): Promise<number>;
 }
 
 const CLK_TCK = 100;
@@ -26,8 +28,9 @@ export async function startPinned(
   env: Record<string, string> = {},
   ready: RegExp = /listening on (http:\/\/[^\s]+)/,
   quiet = false,
+  nodeArgs: string[] = [],
 ): Promise<Server> {
-  const child = spawn('taskset', ['-c', String(cpu), process.execPath, script, ...args], {
+  const child = spawn('taskset', ['-c', String(cpu), process.execPath, ...nodeArgs, script, ...args], {
     stdio: ['ignore', 'pipe', quiet ? 'ignore' : 'inherit'],
     env: { ...process.env, ...env },
   });
@@ -48,6 +51,19 @@ export async function startPinned(
     url,
     child,
     cpuMicros: () => cpuMicrosOf(child.pid!),
+    heapUsed: () =>
+      new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${script}: no heap-used answer (preload heap-probe.js)`)), 10_000);
+        const onData = (d: Buffer) => {
+          const m = /heap-used (\d+)/.exec(d.toString());
+          if (!m) return;
+          clearTimeout(timer);
+          child.stdout.off('data', onData);
+          resolve(Number(m[1]));
+        };
+        child.stdout.on('data', onData);
+        child.kill('SIGUSR2');
+      }),
     stop: () =>
       new Promise((resolve) => {
         if (child.exitCode !== null) return resolve();
