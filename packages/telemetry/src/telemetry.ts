@@ -209,23 +209,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
   const model = options.model ?? GPT_OSS_20B;
   const prices = options.prices ?? PRICE_PER_MILLION;
   const legacyNames = !latestOnly();
-  const {
-    tokenUsage,
-    duration,
-    ttft,
-    perToken,
-    queueTime,
-    requests,
-    inFlight,
-    inFlightKey,
-    inFlightAttributes,
-    breakerTransitions,
-    repairs,
-    keyTokens,
-    keyCost,
-    budgetRemaining,
-    replicas,
-  } = createInstruments(meter, model, legacyNames);
+  const instruments = createInstruments(meter, model, legacyNames);
 
   /** What every step of a request's end reads, computed once. */
   interface Ending {
@@ -366,29 +350,34 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     const upstream = ctx.upstream;
     const seconds = (end - ctx.startTime) / 1000;
     const outcomeAttrs: Attributes = failure ? { ...metricAttrs, [ATTR.errorType]: failure } : metricAttrs;
-    duration.record(seconds, outcomeAttrs);
-    if (ctx.pool?.queueMs !== undefined) queueTime.record(ctx.pool.queueMs / 1000, { 'tera.served_by': ctx.upstream?.servedBy ?? 'pool' });
+    instruments.duration.record(seconds, outcomeAttrs);
+    if (ctx.pool?.queueMs !== undefined)
+      instruments.queueTime.record(ctx.pool.queueMs / 1000, { 'tera.served_by': ctx.upstream?.servedBy ?? 'pool' });
     // `key_id` and `status` make it Prometheus's `tera_requests_total{key_id, status}` (a documented contract).
     const keyId = keyIdOf(ctx);
-    requests.add(1, `${ending.requestModel}\u0000${failure ?? ''}\u0000${status}\u0000${keyId}\u0000${aborted ? 1 : 0}`, () => ({
-      ...outcomeAttrs,
-      [ATTR.httpStatus]: status,
-      key_id: keyId,
-      status: String(status),
-      ...(aborted ? { [ATTR.clientAborted]: true } : {}),
-    }));
-    inFlight.add(-1, inFlightKey, inFlightAttributes);
+    instruments.requests.add(
+      1,
+      `${ending.requestModel}\u0000${failure ?? ''}\u0000${status}\u0000${keyId}\u0000${aborted ? 1 : 0}`,
+      () => ({
+        ...outcomeAttrs,
+        [ATTR.httpStatus]: status,
+        key_id: keyId,
+        status: String(status),
+        ...(aborted ? { [ATTR.clientAborted]: true } : {}),
+      }),
+    );
+    instruments.inFlight.add(-1, instruments.inFlightKey, instruments.inFlightAttributes);
     if (usage) {
-      tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
-      tokenUsage.record(usage.completion_tokens, { ...metricAttrs, [ATTR.tokenType]: 'output' });
+      instruments.tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
+      instruments.tokenUsage.record(usage.completion_tokens, { ...metricAttrs, [ATTR.tokenType]: 'output' });
     }
     const firstByte = upstream?.firstByteMs;
     if (firstByte !== undefined && !failure) {
-      ttft.record(firstByte / 1000, metricAttrs);
+      instruments.ttft.record(firstByte / 1000, metricAttrs);
       if (usage && usage.completion_tokens > 1 && ctx.body?.stream)
-        perToken.record((seconds - firstByte / 1000) / (usage.completion_tokens - 1), metricAttrs);
+        instruments.perToken.record((seconds - firstByte / 1000) / (usage.completion_tokens - 1), metricAttrs);
     }
-    if (ctx.repairs) for (const [kind, count] of Object.entries(ctx.repairs)) repairs.add(count, { 'tera.repair.kind': kind });
+    if (ctx.repairs) for (const [kind, count] of Object.entries(ctx.repairs)) instruments.repairs.add(count, { 'tera.repair.kind': kind });
     recordKeyMetrics(ctx);
   }
 
@@ -397,17 +386,18 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     const usage = ctx.usage;
     const cost = usage ? costUSD(usage, prices) : 0;
     if (usage) {
-      const tokens = (type: string, n: number) => keyTokens.add(n, `${keyId}\u0000${type}`, () => ({ key_id: keyId, token_type: type }));
+      const tokens = (type: string, n: number) =>
+        instruments.keyTokens.add(n, `${keyId}\u0000${type}`, () => ({ key_id: keyId, token_type: type }));
       tokens('input', usage.prompt_tokens);
       tokens('output', usage.completion_tokens);
       const reasoning = usage.completion_tokens_details?.reasoning_tokens;
       if (reasoning) tokens('reasoning', reasoning);
       const cached = usage.prompt_tokens_details?.cached_tokens;
       if (cached) tokens('cached', cached);
-      keyCost.add(cost, keyId, () => ({ key_id: keyId }));
+      instruments.keyCost.add(cost, keyId, () => ({ key_id: keyId }));
     }
     const remaining = ctx.budgetRemaining?.usd;
-    if (remaining !== undefined) budgetRemaining.set(keyId, Math.max(0, remaining - cost));
+    if (remaining !== undefined) instruments.budgetRemaining.set(keyId, Math.max(0, remaining - cost));
   }
 
   /** Once per request that reached an upstream; a throwing hook is logged, never allowed to break the request's end. */
@@ -459,7 +449,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
       const tracestate = spanContext.traceState?.serialize();
       ctx.traceHeaders = tracestate ? { traceparent, tracestate } : { traceparent };
     }
-    inFlight.add(1, inFlightKey, inFlightAttributes);
+    instruments.inFlight.add(1, instruments.inFlightKey, instruments.inFlightAttributes);
     const recorder = options.recordContent && span.isRecording() ? contentRecorder() : undefined;
     if (recorder) ctx.responseTransforms.push(recorder);
     ctx.cleanups.push(() => finish(ctx, res, span, parent, recorder));
@@ -468,9 +458,9 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
 
   return Object.assign(stage, {
     observeReplicas: (list: () => ReadonlyArray<{ url: string; state: string; breaker: string }>) => {
-      replicas.source = list;
+      instruments.replicas.source = list;
     },
     recordBreakerState: (replica: string, state: string) =>
-      breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),
+      instruments.breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),
   });
 }
