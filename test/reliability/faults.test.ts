@@ -141,13 +141,21 @@ describe('faults', () => {
     }
   });
 
-  it.each(['reset-before-headers', '500', '503'])('%s on every attempt: one clean error response after retries', async (fault) => {
+  it.each([
+    // A reset before any answer takes each replica out of rotation at once (passive health): none is left, so 503.
+    ['reset-before-headers', 503],
+    // Replicas that answer, badly: every attempt failed, 500 server_error.
+    ['500', 500],
+    ['503', 500],
+  ])('%s on every attempt: one clean error response after retries', async (fault, status) => {
     const res = await call({}, { 'x-sim-fault': fault });
     expect(await outcome(res)).toBe('error-response');
-    // Every attempt failed: 500 server_error (503 is for no healthy replica at all).
-    expect(res.status).toBe(500);
+    expect(res.status).toBe(status);
+    if (status === 503) expect(res.headers.get('retry-after')).toMatch(/^\d+$/);
     await settle();
     expect(store.inFlight('faults')).toBe(0);
+    // The health checks bring the replicas back for the next test.
+    await until(() => gateway.upstream.replicas().every((r) => r.state === 'ready'), 10_000, 'the replicas back');
   });
 
   it.each(['drop-mid-stream', 'stall', 'malformed-sse'])('%s: a stream that ends with one error event; no hang', async (fault) => {

@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
 import { UpstreamFault, type BreakerState } from '@tera-gw/circuit-breaker';
 import {
   loadTokenizer,
@@ -17,6 +18,7 @@ import { createPool } from './pool.js';
 type ParsedOptions = ReturnType<typeof vllmOptionsSchema.parse>;
 import { HealthMonitor } from './health.js';
 import { Replica, type ReplicaStatus } from './replica.js';
+import { ReplicaSet, resolveAll } from './replica-set.js';
 import { cacheSalter } from './cache-salt.js';
 import { createServe } from './serve.js';
 
@@ -28,7 +30,16 @@ export interface AdapterEvents {
   midStreamFailure: [ctx: RequestContext, replica: string, reason: string];
   clientAbort: [ctx: RequestContext];
   breaker: [replica: string, state: BreakerState];
-  replicaState: [replica: string, state: ReplicaStatus['state']];
+  /** A replica changed state (`cause`: why it left rotation, when it did). */
+  replicaState: [replica: string, state: ReplicaStatus['state'], cause: string | undefined];
+  /** A replica joined the set (its name resolved to a new address, or `setReplicas`). */
+  replicaAdded: [replica: string];
+  /** A replica that left the set finished what it ran and is gone. */
+  replicaRemoved: [replica: string];
+  /** The capacity learned from a replica's `/metrics` changed. */
+  capacity: [replica: string, capacity: number];
+  /** A host name of `replicas` could not be resolved: its replicas stay as they were. */
+  resolveError: [url: string, error: string];
 }
 
 export interface VllmAdapter extends Middleware {
@@ -38,6 +49,12 @@ export interface VllmAdapter extends Middleware {
   readonly events: EventEmitter<AdapterEvents>;
   /** Stops health checks and closes upstream connections. */
   readonly close: () => void;
+  /**
+   * Replaces the replica URLs: new ones join after their health check and warm-up, those no longer
+   * named drain (no new request; what runs there finishes). A host name stands for every address
+   * it resolves to, re-resolved every `dnsRefreshMs`.
+   */
+  readonly setReplicas: (urls: readonly string[]) => Promise<void>;
   /**
    * A replica for a raw pass-through request (`/tokenize`...): ready, breaker not open, fewest in
    * flight, none of `exclude`. `send` makes the request on the adapter's own connections, with
@@ -60,6 +77,8 @@ export interface PickedReplica {
   release(fault?: UpstreamFault): void;
 }
 
+const isHostName = (url: string) => isIP(new URL(url).hostname.replace(/^\[|\]$/g, '')) === 0;
+
 /** The overflow provider as a replica of its own: not health-checked (a hosted provider is taken as up), its breaker still guards it. */
 function fallbackReplica(fallback: NonNullable<ParsedOptions['fallback']>, breaker: ParsedOptions['breaker']) {
   const replica = new Replica(fallback.url, breaker);
@@ -73,7 +92,8 @@ export function vllm(input: VllmOptions): VllmAdapter {
   const options = parseOptions(vllmOptionsSchema, input, 'vllm()');
   const { timeouts, maxAttempts } = options;
   const router =
-    options.router ?? createRouter({ strategy: options.routing ?? (options.replicas.length > 1 ? 'cache-aware' : 'least-request') });
+    options.router ??
+    createRouter({ strategy: options.routing ?? (options.replicas.length > 1 || options.replicas.some(isHostName) ? 'cache-aware' : 'least-request') });
   const retryAfter = options.retryAfterSeconds;
   const NEVER_FORWARDED = new Set([
     'authorization',
@@ -86,28 +106,50 @@ export function vllm(input: VllmOptions): VllmAdapter {
   ]);
   const forwardHeaders = options.forwardHeaders.map((h) => h.toLowerCase()).filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
-  const seqs = options.maxNumSeqs;
-  const replicas = options.replicas.map(
-    (url) => new Replica(url, options.breaker, typeof seqs === 'number' ? seqs : (seqs?.[url] ?? seqs?.[url.replace(/\/+$/, '')])),
-  );
-  const pool = createPool(() => replicas);
-  const roomMayHaveGrown = pool.changed;
-  for (const r of replicas)
-    r.breaker.on('state', (_replica, state) => {
-      events.emit('breaker', r.id, state);
+  let monitor: HealthMonitor | undefined;
+  const set = new ReplicaSet({
+    breaker: options.breaker,
+    maxNumSeqs: options.maxNumSeqs,
+    resolve: options.resolve ?? resolveAll,
+    onAdded: (r) => {
+      r.breaker.on('state', (_replica, state) => {
+        events.emit('breaker', r.id, state);
+        roomMayHaveGrown();
+      });
+      r.onCapacity = (capacity) => events.emit('capacity', r.id, capacity);
+      events.emit('replicaAdded', r.id);
+      monitor?.added(r);
+    },
+    onDraining: (r) => {
+      events.emit('replicaState', r.id, 'draining', 'it left the set of replicas');
       roomMayHaveGrown();
-    });
-  const monitor = new HealthMonitor(
-    replicas,
+    },
+    onRemoved: (r) => events.emit('replicaRemoved', r.id),
+    onResolveError: (url, err) => events.emit('resolveError', url, err instanceof Error ? err.message : String(err)),
+  });
+  const pool = createPool(() => set.all);
+  const roomMayHaveGrown = () => {
+    set.sweep();
+    pool.changed();
+  };
+  monitor = new HealthMonitor(
+    () => set.active,
     options.health,
     options.apiKey,
-    (r) => {
-      events.emit('replicaState', r.id, r.state);
+    (r, cause) => {
+      events.emit('replicaState', r.id, r.state, cause);
       roomMayHaveGrown();
     },
     roomMayHaveGrown,
   );
+  set.setLiterals(options.replicas);
   monitor.start();
+  // Names are resolved now and every `dnsRefreshMs`, so an address that appears joins and one that disappears drains.
+  const resolving = set.resolvesNames ? set.refresh() : Promise.resolve();
+  const dnsTimer = setInterval(() => {
+    if (set.resolvesNames) void set.refresh();
+  }, options.dnsRefreshMs);
+  dnsTimer.unref();
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
   if (options.apiKey) baseHeaders.authorization = `Bearer ${options.apiKey}`;
 
@@ -119,7 +161,8 @@ export function vllm(input: VllmOptions): VllmAdapter {
   const serve = createServe({
     fallback,
     onRelease: roomMayHaveGrown,
-    replicas,
+    replicas: () => set.active,
+    markDown: (replica, cause) => monitor.markDown(replica, cause),
     router,
     maxAttempts,
     timeouts,
@@ -130,7 +173,7 @@ export function vllm(input: VllmOptions): VllmAdapter {
     cacheSalt,
     outputChecks,
   });
-  const candidates = (): Replica[] => replicas.filter((r) => r.available);
+  const candidates = (): Replica[] => set.active.filter((r) => r.available);
   const upstreamKey: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};
   /** The least loaded of `from`, counted in flight until released; a connection-level fault released with it counts against its breaker. */
   const pickForPassthrough = (from: readonly Replica[]): PickedReplica | undefined => {
@@ -161,15 +204,23 @@ export function vllm(input: VllmOptions): VllmAdapter {
 
   return Object.assign(handler, {
     events,
-    ready: (timeoutMs = 30_000) => monitor.ready(timeoutMs),
-    replicas: () => replicas.map((r) => r.status()),
+    ready: async (timeoutMs = 30_000) => {
+      await resolving;
+      await monitor.ready(timeoutMs);
+    },
+    replicas: () => set.all.map((r) => r.status()),
+    setReplicas: async (urls: readonly string[]) => {
+      await set.set(parseOptions(vllmOptionsSchema.shape.replicas, urls, 'setReplicas()'));
+      roomMayHaveGrown();
+    },
     cacheSalt: (ctx: RequestContext, callerSalt?: string) => cacheSalt(ctx, callerSalt),
     pickReplica: (exclude?: ReadonlySet<string>) => pickForPassthrough(candidates().filter((r) => !exclude?.has(r.id))),
     timeouts,
     pool,
     close: () => {
+      clearInterval(dnsTimer);
       monitor.stop();
-      for (const r of replicas) r.close();
+      set.close();
       fallback?.replica.close();
       pool.clear();
     },

@@ -47,11 +47,13 @@ export function sendAttempt(
     let settled = false;
     const req = send({
       agent: replica.agent,
-      hostname: replica.url.hostname,
+      hostname: replica.connectHost,
       port: replica.url.port,
       path: `${replica.basePath}${path}`,
       method: 'POST',
-      headers: { ...headers, 'content-length': payload.length },
+      headers: replica.hostHeader
+        ? { ...headers, host: replica.hostHeader, 'content-length': payload.length }
+        : { ...headers, 'content-length': payload.length },
     });
     const onAbort = () => {
       req.destroy();

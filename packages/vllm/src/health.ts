@@ -45,13 +45,33 @@ export class HealthMonitor {
   private stopped = false;
 
   constructor(
-    private readonly replicas: readonly Replica[],
+    private readonly replicaList: () => readonly Replica[],
     options: HealthOptions | false,
     private readonly apiKey: string | undefined,
-    private readonly onChange: (replica: Replica) => void,
+    private readonly onChange: (replica: Replica, cause?: string) => void,
     private readonly onScrape?: (replica: Replica) => void,
   ) {
     this.options = options;
+  }
+
+  private get replicas(): readonly Replica[] {
+    return this.replicaList();
+  }
+
+  /** A replica that joined the set: ready at once without health checks, else checked (and warmed) now. */
+  added(replica: Replica): void {
+    if (this.options === false) return this.setState(replica, 'ready');
+    if (this.timer) void this.check(replica);
+  }
+
+  /**
+   * Passive health, as Envoy's outlier detection: a connection refused or reset before any answer
+   * takes the replica out of rotation at once; the next passing health check brings it back.
+   */
+  markDown(replica: Replica, cause: string): void {
+    if (replica.state !== 'ready' && replica.state !== 'warming') return;
+    replica.consecutiveHealthFailures = Math.max(replica.consecutiveHealthFailures, 1);
+    this.setState(replica, 'unhealthy', cause);
   }
 
   start(): void {
@@ -109,15 +129,15 @@ export class HealthMonitor {
     });
   }
 
-  private setState(replica: Replica, state: Replica['state']): void {
-    if (replica.state === state) return;
+  private setState(replica: Replica, state: Replica['state'], cause?: string): void {
+    if (replica.state === state || replica.state === 'draining') return;
     replica.state = state;
-    this.onChange(replica);
+    this.onChange(replica, cause);
     for (const w of [...this.waiters]) w();
   }
 
   private checkAll(): void {
-    for (const r of this.replicas) if (!this.busy.has(r)) void this.check(r);
+    for (const r of this.replicas) if (!this.busy.has(r) && r.state !== 'draining') void this.check(r);
   }
 
   private async check(replica: Replica): Promise<void> {
@@ -125,15 +145,22 @@ export class HealthMonitor {
     if (options === false || this.stopped) return;
     this.busy.add(replica);
     try {
+      let cause = '';
       const healthy = await replica
         .call('GET', '/health', { timeoutMs: options.timeoutMs })
-        .then((r) => r.status === 200)
-        .catch(() => false);
+        .then((r) => {
+          cause = `GET /health answered ${r.status}`;
+          return r.status === 200;
+        })
+        .catch((err: Error) => {
+          cause = `GET /health failed: ${(err as NodeJS.ErrnoException).code ?? err.message}`;
+          return false;
+        });
       if (this.stopped) return;
       if (!healthy) {
         replica.consecutiveHealthFailures++;
         if (replica.state !== 'ready' || replica.consecutiveHealthFailures >= options.unhealthyThreshold)
-          this.setState(replica, 'unhealthy');
+          this.setState(replica, 'unhealthy', cause);
         return;
       }
       replica.consecutiveHealthFailures = 0;
@@ -147,7 +174,7 @@ export class HealthMonitor {
         .call('POST', '/v1/chat/completions', { body: WARM_UP_BODY, timeoutMs: options.warmUpTimeoutMs, headers })
         .then((r) => r.status === 200 || classify(r.status, r.body).owner !== 'replica')
         .catch(() => false);
-      if (!this.stopped) this.setState(replica, warm ? 'ready' : 'unhealthy');
+      if (!this.stopped) this.setState(replica, warm ? 'ready' : 'unhealthy', warm ? undefined : 'the warm-up completion failed');
     } finally {
       this.busy.delete(replica);
     }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { breakerOptionsSchema } from '@tera-gw/circuit-breaker';
-import { implementing } from '@tera-gw/core';
+import { fn, implementing } from '@tera-gw/core';
 import type { Router } from '@tera-gw/router';
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' });
@@ -37,8 +37,16 @@ export const timeoutsSchema = z.strictObject({
 export type Timeouts = z.output<typeof timeoutsSchema>;
 
 export const vllmOptionsSchema = z.strictObject({
-  /** Base URLs of the vLLM servers, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted). */
+  /**
+   * Base URLs of the vLLM servers, e.g. `http://10.0.0.5:8000` (a trailing `/v1` is accepted). A
+   * host name stands for every address it resolves to (a Kubernetes headless Service), re-resolved
+   * every `dnsRefreshMs`.
+   */
   replicas: z.array(httpUrl).min(1, 'give at least one vLLM base URL'),
+  /** Between resolutions of the host names in `replicas`. @defaultValue 5000 ms */
+  dnsRefreshMs: z.int().positive().default(5000),
+  /** How a host name becomes addresses. @defaultValue every address `dns.lookup` returns */
+  resolve: fn<(hostname: string) => Promise<string[]>>().optional(),
   /**
    * Sequences each replica runs at once (its `--max-num-seqs`), by base URL as given in `replicas`,
    * or one number for all. Without it, capacity is learned from each replica's `/metrics`.

@@ -2,8 +2,11 @@ import { Agent, request, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { ReplicaBreaker, type BreakerOptions } from '@tera-gw/circuit-breaker';
 
-/** cold: not checked yet; warming: healthy, warm-up completion in flight; ready: takes traffic; unhealthy: out of rotation. */
-export type ReplicaState = 'cold' | 'warming' | 'ready' | 'unhealthy';
+/**
+ * cold: not checked yet; warming: healthy, warm-up completion in flight; ready: takes traffic;
+ * unhealthy: out of rotation until a health check passes; draining: left the set, finishing what it runs.
+ */
+export type ReplicaState = 'cold' | 'warming' | 'ready' | 'unhealthy' | 'draining';
 
 export interface ReplicaStatus {
   url: string;
@@ -39,18 +42,39 @@ export class Replica {
    */
   learnedCapacity: number | undefined;
 
+  /** The URL it was configured as (a host name stands for all its addresses). */
+  readonly configured: string;
+  /** The `Host` header when the connection goes to an address of a name; undefined for an address given as such. */
+  readonly hostHeader: string | undefined;
+  /** The host to connect to (an IPv6 address without its brackets). */
+  readonly connectHost: string;
+  /** Called when the capacity learned from `/metrics` changes. */
+  onCapacity: ((capacity: number) => void) | undefined;
+
   constructor(
     base: string,
     breakerOptions?: BreakerOptions,
     /** Configured `maxNumSeqs`: overrides what `/metrics` shows. */
     readonly maxNumSeqs?: number,
+    /** One address the URL's host name resolves to: the connection goes there. */
+    readonly address?: string,
   ) {
     const url = new URL(base);
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`replica URL must be http(s): ${base}`);
-    this.url = url;
+    this.configured = base;
     this.secure = url.protocol === 'https:';
     this.basePath = url.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
-    this.id = `${url.protocol}//${url.host}${this.basePath}`;
+    if (address !== undefined) {
+      this.hostHeader = url.host;
+      const target = new URL(url.href);
+      target.hostname = address.includes(':') ? `[${address}]` : address;
+      this.url = target;
+    } else {
+      this.hostHeader = undefined;
+      this.url = url;
+    }
+    this.id = `${this.url.protocol}//${this.url.host}${this.basePath}`;
+    this.connectHost = this.url.hostname.replace(/^\[|\]$/g, '');
     // Without keep-alive a Node proxy spends its time in TCP handshakes.
     const agentOptions = { keepAlive: true, keepAliveMsecs: 1000, maxSockets: Infinity, maxFreeSockets: 256, scheduling: 'lifo' as const };
     this.agent = this.secure ? new HttpsAgent(agentOptions) : new Agent(agentOptions);
@@ -81,8 +105,10 @@ export class Replica {
   learn(metrics: { waiting?: number; running?: number } | undefined): void {
     const running = metrics?.running;
     if (running === undefined || this.maxNumSeqs !== undefined) return;
+    const before = this.learnedCapacity;
     if ((metrics?.waiting ?? 0) > 0 && running > 0) this.learnedCapacity = running;
     else if (this.learnedCapacity !== undefined && running > this.learnedCapacity) this.learnedCapacity = running;
+    if (this.learnedCapacity !== undefined && this.learnedCapacity !== before) this.onCapacity?.(this.learnedCapacity);
   }
 
   status(): ReplicaStatus {
@@ -102,11 +128,12 @@ export class Replica {
       const req = send(
         {
           agent: this.agent,
-          hostname: this.url.hostname,
+          hostname: this.connectHost,
           port: this.url.port,
           path: this.basePath + path,
           method,
           headers: {
+            ...(this.hostHeader ? { host: this.hostHeader } : {}),
             ...(options.body === undefined
               ? {}
               : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(options.body) }),

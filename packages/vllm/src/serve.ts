@@ -35,7 +35,10 @@ import type { Replica } from './replica.js';
 const isEventStreamResponse = (response: IncomingMessage) => (response.headers['content-type'] ?? '').startsWith('text/event-stream');
 
 export interface ServeDeps extends RelayDeps {
-  replicas: readonly Replica[];
+  /** The replicas in the set now (draining ones left out). */
+  replicas: () => readonly Replica[];
+  /** Passive health: a replica that could not be reached leaves rotation until a health check passes. */
+  markDown: (replica: Replica, cause: string) => void;
   router: Router;
   maxAttempts: number;
   /** Headers every upstream request carries (content type, the upstream key). */
@@ -170,7 +173,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       const fb = fallback!.replica;
       return fb.available && (!state.tried.has(fb) || state.sameReplicaAllowed) ? fb : undefined;
     }
-    const candidates = (tried: ReadonlySet<Replica>) => replicas.filter((r) => !tried.has(r) && r.available);
+    const candidates = (tried: ReadonlySet<Replica>) => replicas().filter((r) => !tried.has(r) && r.available);
     let pool = candidates(state.tried);
     if (!pool.length && state.sameReplicaAllowed) pool = candidates(new Set());
     const replica = router.pick(request.route, pool);
@@ -261,6 +264,8 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     if (err instanceof Retryable) replica.breaker.recordFailure(err.fault);
     if (fault) {
       if (fault.staleSocket && state.staleRetries++ < 2) return { next: 'retry-uncounted', again: true };
+      // Refused or reset before any answer: the replica is gone, not slow. Out of rotation now, not after the next health checks.
+      if (err === fault && (fault.kind === 'connect' || fault.kind === 'reset')) deps.markDown(replica, fault.message);
       state.last = fault;
       record.outcome = 'retried';
       record.error = fault.message;
@@ -289,6 +294,9 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
         last.kind,
         last,
       );
+    // Every replica tried could not be reached, and none is left: the pool is down, not failing.
+    if (last instanceof UpstreamFault && (last.kind === 'connect' || last.kind === 'reset') && !replicas().some((r) => r.available))
+      return serviceUnavailable('No healthy openai/gpt-oss-20b replica is reachable right now; retry shortly.', retryAfter);
     if (last)
       return serverError(
         `The model server failed to answer after ${attempts}. Retry with backoff; if it persists, report the X-Tera-Request-ID of this response.`,

@@ -119,13 +119,14 @@ describe('routing and retries', () => {
     expect(((await res.json()) as { error: { type: string } }).error.type).toBe('service_unavailable');
   });
 
-  it('connection refused on every replica -> 500 server_error after the attempts', async () => {
+  it('connection refused on every replica -> 503 no_healthy_upstream with Retry-After, and both leave rotation at once', async () => {
     const gw = await gateway({ replicas: ['http://127.0.0.1:9', 'http://127.0.0.1:7'], health: false });
     const res = await post(gw, {});
-    expect(res.status).toBe(500);
-    const body = (await res.json()) as { error: { type: string; message: string } };
-    expect(body.error.type).toBe('server_error');
-    expect(body.error.message).toMatch(/^The model server failed to answer after 2 attempts\. Retry with backoff/);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('2');
+    const body = (await res.json()) as { error: { type: string; code: string } };
+    expect(body.error).toMatchObject({ type: 'service_unavailable', code: 'no_healthy_upstream' });
+    expect(gw.upstream.replicas().map((r) => r.state)).toEqual(['unhealthy', 'unhealthy']);
   });
 
   it('a cold replica gets no real traffic before its warm-up', async () => {
