@@ -35,7 +35,7 @@ describe('a throwing onUsage hook', () => {
     await client.chat.completions.create({ model: 'openai/gpt-oss-20b', messages: [{ role: 'user', content: 'again' }] });
     await new Promise((r) => setTimeout(r, 50));
     expect(calls).toBe(2);
-    const first = logger.lines.find((l) => l.fields.requestId === response.headers.get('x-tera-request-id'));
+    const first = logger.lines.find((l) => l.level === 'error' && l.fields.requestId === response.headers.get('x-tera-request-id'));
     expect(first).toMatchObject({ level: 'error', message: 'telemetry: onUsage threw' });
     expect(first?.fields.err).toBeInstanceOf(Error);
   });

@@ -135,6 +135,10 @@ export interface RequestContext {
   readonly responseTransforms: ChatTransform[];
   /** The `error.type` of the error answer, set by `sendError`, for telemetry (never guessed from the status). */
   errorType?: string;
+  /** The `error.code` of the error answer, set by `sendError`, for the access log. */
+  errorCode?: string;
+  /** What the request is, set by the route that took it (`chat`, `responses`, `passthrough`...): metrics and logs are labelled by it. */
+  operation?: string;
   /** Set by a stage that answers in another API's shape (the Responses API); absent for Chat Completions. */
   output?: OutputFormat;
   /** W3C trace context of the gateway's own span (set by telemetry): what the upstream gets instead of the caller's. */

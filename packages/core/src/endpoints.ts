@@ -4,11 +4,15 @@ import { TeraError, modelNotFound } from './errors.js';
 import { sendError, sendJSON, type Middleware } from './http.js';
 import { GPT_OSS_20B_INFO, type ModelInfo } from './models.js';
 
-/** `X-Tera-Request-ID` on every response, set before any other stage can answer. */
+/**
+ * `X-Tera-Request-ID` on every response, set before any other stage can answer, and the same id
+ * as `x-request-id` (what the openai SDK reads as `requestID`).
+ */
 export function requestId(): Middleware {
   return function teraRequestId(req, res, next) {
     const ctx = context(req, res);
     res.setHeader('X-Tera-Request-ID', ctx.id);
+    res.setHeader('x-request-id', ctx.id);
     next();
   };
 }
@@ -20,13 +24,20 @@ function pathOf(req: IncomingMessage): string {
   return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
 }
 
-/** `GET /models` and `GET /models/{id}` (the id may contain a slash) in OpenAI's shapes. */
-export function modelsHandler(models: readonly ModelInfo[] = [GPT_OSS_20B_INFO]): Middleware {
-  const list = { object: 'list', data: models };
+/**
+ * `GET /models` and `GET /models/{id}` (the id may contain a slash) in OpenAI's shapes. `models`
+ * may depend on the request (the models its key may call): a model the caller may not use is
+ * answered as one that does not exist, as OpenAI does.
+ */
+export function modelsHandler(
+  models: readonly ModelInfo[] | ((req: IncomingMessage, res: ServerResponse) => readonly ModelInfo[]) = [GPT_OSS_20B_INFO],
+): Middleware {
+  const fixed = typeof models === 'function' ? undefined : { object: 'list', data: models };
   return function teraModels(req, res, next) {
     const path = pathOf(req);
     if (path !== '/models' && !path.startsWith('/models/')) return next();
     if (req.method !== 'GET' && req.method !== 'HEAD') return next();
+    const list = fixed ?? { object: 'list', data: (models as (req: IncomingMessage, res: ServerResponse) => readonly ModelInfo[])(req, res) };
     if (path === '/models') return sendJSON(res, 200, list);
     let id: string;
     try {
@@ -35,7 +46,7 @@ export function modelsHandler(models: readonly ModelInfo[] = [GPT_OSS_20B_INFO])
       // Malformed percent-encoding (`/models/%`) names no model.
       id = path.slice('/models/'.length);
     }
-    const model = models.find((m) => m.id === id);
+    const model = list.data.find((m) => m.id === id);
     if (!model) return sendError(res, modelNotFound(id));
     sendJSON(res, 200, model);
   };

@@ -31,7 +31,11 @@ export function isEventStream(res: ServerResponse): boolean {
 export function sendError(res: ServerResponse, err: unknown): void {
   const error = toTeraError(err);
   if (res.writableEnded || res.destroyed) return;
-  if (res.req) context(res.req, res).errorType = error.type;
+  if (res.req) {
+    const ctx = context(res.req, res);
+    ctx.errorType = error.type;
+    if (error.code) ctx.errorCode = error.code;
+  }
   if (res.headersSent) {
     if (isEventStream(res)) res.end(encodeErrorEvent(error.toJSON()));
     else res.destroy();

@@ -255,9 +255,10 @@ export async function validateChatRequest(
   const body = result.data as ChatCompletionRequest;
   const served = options.model ?? GPT_OSS_20B;
   if (body.model !== served) {
+    // Set first: the 404 is logged and counted under the name asked for.
+    ctx.requestedModel = body.model;
     if (!options.aliases || !Object.hasOwn(options.aliases, body.model) || options.aliases[body.model] !== served)
       throw modelNotFound(body.model);
-    ctx.requestedModel = body.model;
     body.model = served;
   }
 

@@ -2,8 +2,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { consoleLogger, context, requestId, sendError, serviceUnavailable, type Middleware, type NextFunction } from '@tera-gw/core';
 import { vllm, type VllmAdapter } from '@tera-gw/vllm';
 import { parseGatewayOptions, type GatewayOptions } from './options.js';
-import { healthHandler, metricsHandler } from './probes.js';
-import { buildRoutes, routeOf } from './routes.js';
+import { accessLog, logLifecycle } from './logs.js';
+import { healthHandler, livenessHandler, metricsHandler, readinessHandler } from './probes.js';
+import { buildRoutes, routeOf, type Operation } from './routes.js';
 import { buildStages } from './stages.js';
 
 export type { GatewayOptions };
@@ -22,6 +23,13 @@ export interface GatewayHandle {
    * `tera_budget_remaining_usd`, and the GenAI metrics), for operator keys (option `prometheus`).
    */
   readonly metrics: Middleware;
+  /** `GET /health/live`, Kubernetes' liveness probe: 200 while the process serves, 503 once it is shutting down. */
+  readonly liveness: Middleware;
+  /**
+   * `GET /health/ready`, Kubernetes' readiness probe: 200 when a replica is ready and the stores
+   * the gateway needs answer; 503 before, while draining and with no replica ready.
+   */
+  readonly readiness: Middleware;
   readonly upstream: VllmAdapter;
   /** Resolves once a replica is warm. */
   readonly ready: (timeoutMs?: number) => Promise<void>;
@@ -47,11 +55,20 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   let inFlight = 0;
   const drained: Array<() => void> = [];
 
-  /** A request that takes a route: refused while shutting down, else counted until it ends (close() waits for it). */
-  const admit = (req: IncomingMessage, res: ServerResponse, next: NextFunction, handler: Middleware) => {
+  logLifecycle(upstream, logger);
+  const access = accessLog(logger, options.prices);
+
+  /**
+   * A request that takes a route: logged once it ends, refused while shutting down, else counted
+   * until it ends (close() waits for it).
+   */
+  const admit = (req: IncomingMessage, res: ServerResponse, next: NextFunction, [operation, handler]: [Operation, Middleware]) => {
+    const ctx = context(req, res);
+    ctx.operation = operation;
+    ctx.cleanups.push(() => access(ctx, res));
     if (closing) return sendError(res, serviceUnavailable('The gateway is shutting down; retry on another instance.', 1, 'shutting_down'));
     inFlight++;
-    context(req, res).cleanups.push(() => {
+    ctx.cleanups.push(() => {
       if (--inFlight === 0) for (const fn of drained.splice(0)) fn();
     });
     handler(req, res, () => routes.fallback(req, res, next));
@@ -64,7 +81,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
     try {
       const route = routeOf(routes, req.method, (req.url ?? '/').split('?', 1)[0]!);
       if (route) return admit(req, res, next, route);
-      routes.models(req, res, () => routes.fallback(req, res, next));
+      routes.fallback(req, res, next);
     } catch (err) {
       // Nothing thrown here may reach the host framework's error page (HTML, a stack, file paths).
       if (!res.headersSent) sendError(res, err);
@@ -75,11 +92,16 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
   return {
     handler,
     health: healthHandler(options, stages, upstream, () => closing),
+    liveness: livenessHandler(() => closing),
+    readiness: readinessHandler(stages, upstream, () => closing),
     metrics: metricsHandler(options, stages),
     upstream,
     ready: (timeoutMs) => upstream.ready(timeoutMs),
     async close() {
+      if (closing) return;
       closing = true;
+      const started = performance.now();
+      logger.info({ inFlight, graceMs: options.shutdownGraceMs }, 'drain started');
       if (inFlight > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, options.shutdownGraceMs);
@@ -90,6 +112,7 @@ export function createGatewayHandler(input: GatewayOptions): GatewayHandle {
           });
         });
       }
+      logger.info({ unfinished: inFlight, durationMs: Math.round(performance.now() - started) }, 'drain finished');
       stages.admission?.close();
       upstream.close();
     },
@@ -108,6 +131,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     handler: gateway.handler,
     health: gateway.health,
     metrics: gateway.metrics,
+    liveness: gateway.liveness,
+    readiness: gateway.readiness,
     upstream: gateway.upstream,
     ready: gateway.ready,
     close: gateway.close,

@@ -153,9 +153,9 @@ export function passthrough(options: PassthroughOptions): Passthrough {
         if (!isObject(value)) throw invalidRequest('The request body must be a JSON object.', null, 'invalid_json');
         const asked = value.model;
         if (asked !== undefined && asked !== options.model) {
-          if (typeof asked !== 'string' || options.aliases?.[asked] !== options.model)
-            throw modelNotFound(typeof asked === 'string' ? asked : JSON.stringify(asked));
-          ctx.requestedModel = asked;
+          const name = typeof asked === 'string' ? asked : JSON.stringify(asked);
+          ctx.requestedModel = name;
+          if (typeof asked !== 'string' || options.aliases?.[asked] !== options.model) throw modelNotFound(name);
           value.model = options.model;
         }
         const scoped = ctx.key?.models;

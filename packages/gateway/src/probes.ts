@@ -26,6 +26,52 @@ export function healthHandler(options: ParsedGatewayOptions, stages: Stages, ups
   };
 }
 
+/** `GET /health/live`: the process serves (200) or is shutting down (503); nothing it depends on is asked. */
+export function livenessHandler(closing: () => boolean): Middleware {
+  return (_req: IncomingMessage, res: ServerResponse) =>
+    sendJSON(res, closing() ? 503 : 200, { status: closing() ? 'shutting_down' : 'ok' });
+}
+
+const PING_TIMEOUT_MS = 1000;
+
+/** Resolves with the names of the stores that did not answer within a second. */
+async function unansweredStores(stores: Stages['stores']): Promise<string[]> {
+  const answers = await Promise.all(
+    stores.map(async ({ name, ping }) => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('timeout')), PING_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([ping(), late]);
+        return undefined;
+      } catch {
+        return name;
+      } finally {
+        clearTimeout(timer);
+      }
+    }),
+  );
+  return answers.filter((name): name is string => name !== undefined);
+}
+
+/**
+ * `GET /health/ready`: 200 when a replica can take a request and every store the gateway needs
+ * (Redis) answers; 503 with the reason before, while draining and with no replica ready.
+ */
+export function readinessHandler(stages: Stages, upstream: VllmAdapter, closing: () => boolean): Middleware {
+  return (_req: IncomingMessage, res: ServerResponse) => {
+    if (closing()) return sendJSON(res, 503, { status: 'shutting_down' });
+    if (!upstream.replicas().some((r) => r.state === 'ready' && r.breaker !== 'open'))
+      return sendJSON(res, 503, { status: 'unavailable', reason: 'no replica is ready' });
+    unansweredStores(stages.stores).then(
+      (down) =>
+        down.length ? sendJSON(res, 503, { status: 'unavailable', reason: `no answer from ${down.join(', ')}` }) : sendJSON(res, 200, { status: 'ok' }),
+      (err: unknown) => sendError(res, err),
+    );
+  };
+}
+
 /** `GET /metrics` in Prometheus text format: per-key usage and spend describe every tenant, so operators only unless the deployment says otherwise. */
 export function metricsHandler(options: ParsedGatewayOptions, stages: Stages): Middleware {
   const access = options.prometheus === false ? 'operator' : options.prometheus.access;

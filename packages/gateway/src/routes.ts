@@ -1,3 +1,4 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   compose,
   context,
@@ -9,6 +10,7 @@ import {
   GPT_OSS_20B,
   GPT_OSS_20B_INFO,
   type Middleware,
+  type ModelInfo,
 } from '@tera-gw/core';
 import type { VllmAdapter } from '@tera-gw/vllm';
 import type { ParsedGatewayOptions } from './options.js';
@@ -89,20 +91,34 @@ export function buildRoutes(options: ParsedGatewayOptions, stages: Stages, upstr
     storedResponses: responsesStage ? compose(defined([stages.auth, stages.limiter(() => 1), responsesStage.stored])) : undefined,
     // Pass-through requests take the same guards as chat: one concurrency limit per key, budgets, admission, the output cap.
     passthrough: raw ? { served: new Set(raw.served.keys()), handler: guarded(raw.read, [raw.proxy]) } : undefined,
-    models: modelsHandler([
-      GPT_OSS_20B_INFO,
-      ...stages.aliases.filter((a) => !a.hidden).map((a) => ({ ...GPT_OSS_20B_INFO, id: a.alias })),
-    ]),
+    // Behind the key: a tenant sees the models (and aliases) its key may call, nothing else.
+    models: compose(defined([stages.auth, modelsHandler(modelsOfKey(stages))])),
     fallback: fallbackHandler(routeTable),
   };
 }
 
-/** Which route takes a request: by method and path under the mount. */
-export function routeOf(routes: Routes, method: string | undefined, path: string): Middleware | undefined {
-  if (method === 'POST' && path === '/chat/completions') return routes.chat;
-  if (method === 'POST' && (path === '/responses' || path === '/responses/')) return routes.responsesCreate;
-  if (method === 'POST' && path === '/responses/input_tokens') return routes.inputTokens;
-  if (path.startsWith('/responses/') && path !== '/responses/input_tokens') return routes.storedResponses;
-  if (method === 'POST' && routes.passthrough?.served.has(path)) return routes.passthrough.handler;
+/** The models a request's key may call: a key scoped to the model may call its aliases too; hidden aliases are not listed. */
+function modelsOfKey(stages: Stages): (req: IncomingMessage, res: ServerResponse) => ModelInfo[] {
+  const listed = [GPT_OSS_20B_INFO, ...stages.aliases.filter((a) => !a.hidden).map((a) => ({ ...GPT_OSS_20B_INFO, id: a.alias }))];
+  return (req, res) => {
+    const scoped = context(req, res).key?.models;
+    if (scoped === undefined || scoped === '*' || scoped.includes(GPT_OSS_20B)) return listed;
+    return listed.filter((m) => scoped.includes(m.id));
+  };
+}
+
+/** What a request, as logs and metrics name it. */
+export type Operation = 'chat' | 'responses' | 'input_tokens' | 'responses_read' | 'passthrough' | 'models';
+
+/** Which route takes a request, by method and path under the mount, and what the request is. */
+export function routeOf(routes: Routes, method: string | undefined, path: string): [Operation, Middleware] | undefined {
+  const route = (operation: Operation, handler: Middleware | undefined): [Operation, Middleware] | undefined =>
+    handler ? [operation, handler] : undefined;
+  if (method === 'POST' && path === '/chat/completions') return route('chat', routes.chat);
+  if (method === 'POST' && (path === '/responses' || path === '/responses/')) return route('responses', routes.responsesCreate);
+  if (method === 'POST' && path === '/responses/input_tokens') return route('input_tokens', routes.inputTokens);
+  if (path.startsWith('/responses/') && path !== '/responses/input_tokens') return route('responses_read', routes.storedResponses);
+  if (method === 'POST' && routes.passthrough?.served.has(path)) return route('passthrough', routes.passthrough.handler);
+  if ((method === 'GET' || method === 'HEAD') && (path === '/models' || path.startsWith('/models/'))) return route('models', routes.models);
   return undefined;
 }

@@ -1,4 +1,5 @@
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { admission, type AdmissionStage } from '@tera-gw/admission';
 import { auth, MemoryKeyStore, scope, type KeyStore } from '@tera-gw/auth';
@@ -27,6 +28,8 @@ export interface Stages {
   responses: ResponsesStage | undefined;
   /** Response stages, then the upstream: what serves chat and the Responses API. */
   chatServing: Array<Middleware | undefined>;
+  /** The stores requests need that can be away (Redis): the readiness probe pings them. */
+  stores: Array<{ name: string; ping: () => Promise<void> }>;
   /** Other names of the model, and whether `/models` lists them. */
   aliases: Array<{ alias: string; model: string; hidden: boolean }>;
 }
@@ -56,7 +59,9 @@ function telemetryStage(options: ParsedGatewayOptions, upstream: VllmAdapter, lo
   let meter = options.telemetry ? options.telemetry.meter : undefined;
   if (options.telemetry !== false && !meter && options.prometheus !== false) {
     prometheus = new PrometheusExporter({ preventServerStart: true });
-    meter = new MeterProvider({ readers: [prometheus] }).getMeter('@tera-gw/gateway');
+    // `service_name="tera-gw"` on target_info, not `unknown_service:node`; OTEL_SERVICE_NAME names it otherwise.
+    const resource = defaultResource().merge(resourceFromAttributes({ 'service.name': process.env.OTEL_SERVICE_NAME || 'tera-gw' }));
+    meter = new MeterProvider({ resource, readers: [prometheus] }).getMeter('@tera-gw/gateway');
   }
   if (options.telemetry === false && !options.onUsage) return { stage: undefined, prometheus };
   const t = telemetry({
@@ -104,6 +109,16 @@ export function buildStages(options: ParsedGatewayOptions, upstream: VllmAdapter
     if (options.rateLimit === false) return undefined;
     return stageOf(options, 'rateLimit', () => rateLimit({ ...options.rateLimit, store: limiterStore, logger, ...(cost ? { cost } : {}) }));
   };
+  const responsesStage =
+    options.responses === false ? undefined : responses({ ...options.responses, validation: { ...options.validation, aliases: aliasMap } });
+  const budgetStore = options.budgets ? options.budgets.store : undefined;
+  const stores: Stages['stores'] = [];
+  const pingable = (name: string, store: object | undefined) => {
+    if (store && 'ping' in store && typeof store.ping === 'function') stores.push({ name, ping: () => (store.ping as () => Promise<void>).call(store) });
+  };
+  if (options.rateLimit !== false) pingable('rateLimit', limiterStore);
+  if (options.budgets !== false) pingable('budgets', budgetStore);
+  pingable('responses', responsesStage?.store);
   return {
     auth: authMiddleware,
     keyStore,
@@ -116,16 +131,14 @@ export function buildStages(options: ParsedGatewayOptions, upstream: VllmAdapter
         ? undefined
         : budgets({ ...options.budgets, ...(options.prices ? { prices: options.prices } : {}), logger }),
     admission: admissionStage(options, upstream),
-    responses:
-      options.responses === false
-        ? undefined
-        : responses({ ...options.responses, validation: { ...options.validation, aliases: aliasMap } }),
+    responses: responsesStage,
     chatServing: [
       stageOf(options, 'harmony', () => (options.harmony === false ? undefined : harmony())),
       options.reasoning === false ? undefined : reasoning(options.reasoning ?? {}),
       options.toolCalls === false ? undefined : toolCalls(options.toolCalls ?? {}),
       upstream,
     ],
+    stores,
     aliases,
   };
 }

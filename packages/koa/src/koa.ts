@@ -29,7 +29,9 @@ export function toKoa(stage: Middleware): KoaMiddleware {
     });
 }
 
-export type KoaGateway = KoaMiddleware & Omit<GatewayHandle, 'health' | 'metrics'> & { health: KoaMiddleware; metrics: KoaMiddleware };
+type Probes = 'health' | 'metrics' | 'liveness' | 'readiness';
+
+export type KoaGateway = KoaMiddleware & Omit<GatewayHandle, Probes> & Record<Probes, KoaMiddleware>;
 
 /** The same gateway as `@tera-gw/gateway`'s, for Koa: `app.use(mount('/v1', koaGateway(options)))`. */
 export function koaGateway(options: GatewayOptions): KoaGateway {
@@ -38,6 +40,8 @@ export function koaGateway(options: GatewayOptions): KoaGateway {
     handler: gateway.handler,
     health: toKoa(gateway.health),
     metrics: toKoa(gateway.metrics),
+    liveness: toKoa(gateway.liveness),
+    readiness: toKoa(gateway.readiness),
     upstream: gateway.upstream,
     ready: gateway.ready,
     close: gateway.close,

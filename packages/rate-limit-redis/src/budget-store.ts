@@ -68,4 +68,8 @@ export class RedisBudgetStore implements BudgetStore {
   close(): Promise<void> {
     return this.connection.close();
   }
+
+  ping(): Promise<void> {
+    return this.connection.ping();
+  }
 }

@@ -32,6 +32,8 @@ export interface Connection<Commands> {
   redis: Redis & Commands;
   /** Resolves once connected, or after `connectWaitMs` (the command then fails fast). */
   ready(): Promise<void>;
+  /** Rejects unless Redis answers a PING. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,8 +51,25 @@ export function connect<Commands>(
   const redis: Redis = owned
     ? new Redis(options.url, { maxRetriesPerRequest: 1, enableOfflineQueue: false, lazyConnect: false, ...options.redisOptions })
     : options.client;
-  const log = throttled(options.logger ?? consoleLogger());
+  const logger = options.logger ?? consoleLogger();
+  const log = throttled(logger);
   redis.on('error', (err: Error) => log.warn({ err, store: what }, `${what}: Redis connection error`));
+  // One line per transition, lost then back, whatever the number of errors between them.
+  let lost = false;
+  const markLost = () => {
+    if (lost) return;
+    lost = true;
+    logger.warn({ store: what }, 'Redis lost');
+  };
+  let closed = false;
+  redis.on('close', () => {
+    if (!closed) markLost();
+  });
+  redis.on('ready', () => {
+    if (!lost) return;
+    lost = false;
+    logger.info({ store: what }, 'Redis back');
+  });
   for (const [name, script] of Object.entries(scripts)) redis.defineCommand(name, { numberOfKeys: script.keys, lua: script.lua });
   let waiting: Promise<void> | undefined;
   return {
@@ -69,7 +88,12 @@ export function connect<Commands>(
       });
       return waiting;
     },
+    async ping() {
+      await this.ready();
+      await redis.ping();
+    },
     async close() {
+      closed = true;
       if (owned) await redis.quit().catch(() => redis.disconnect());
     },
   };

@@ -65,4 +65,8 @@ export class RedisStore implements Store {
   close(): Promise<void> {
     return this.connection.close();
   }
+
+  ping(): Promise<void> {
+    return this.connection.ping();
+  }
 }

@@ -60,6 +60,8 @@ export interface BudgetStore {
   /** Drops the hold and adds what the request really cost. Idempotent per hold. */
   settle(keyId: string, period: string, holdId: string, actual: BudgetAmounts): Promise<void>;
   close?(): Promise<void>;
+  /** Resolves when the store answers (the gateway's readiness probe asks); absent for a store in memory. */
+  ping?(): Promise<void>;
 }
 
 interface PeriodState {

@@ -33,6 +33,8 @@ export interface Store {
   /** Ends a lease and corrects the charge by `adjust` tokens (negative refunds). Idempotent per lease. */
   release(key: string, leaseId: string, adjust: number, request: Pick<AcquireRequest, 'tokensPerSecond' | 'burst'>): Promise<void>;
   close?(): Promise<void>;
+  /** Resolves when the store answers (the gateway's readiness probe asks); absent for a store in memory. */
+  ping?(): Promise<void>;
 }
 
 /** Token bucket arithmetic shared by the stores: refill to now, capped at the burst. */

@@ -248,6 +248,7 @@ export function responses(input: ResponsesOptions = {}): ResponsesStage {
 
   async function translate(value: unknown, ctx: RequestContext, bytes = 0): Promise<ChatCompletionRequest> {
     const body = parseResponsesRequest(value);
+    if (body.model !== served) ctx.requestedModel = body.model;
     if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
     const keyId = keyIdOf(ctx);
     const prepared = await prepare(body, keyId, bytes);
@@ -277,8 +278,8 @@ export function responses(input: ResponsesOptions = {}): ResponsesStage {
         // The model may be left out here, unlike in `create`.
         const withModel = typeof value === 'object' && value !== null && !Array.isArray(value) ? { model: served, ...value } : value;
         const body = parseResponsesRequest(withModel);
-        if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
         if (body.model !== served) ctx.requestedModel = body.model;
+        if (body.model !== served && options.validation?.aliases?.[body.model] !== served) throw modelNotFound(body.model);
         const prepared = await prepare(body, keyIdOf(ctx), bytes);
         const chat = await validateTranslated(prepared, bytes, ctx, false);
         toCount.set(ctx, chat);

@@ -51,6 +51,8 @@ export interface ResponseStore {
   inputPage(keyId: string, id: string, query: InputPageQuery): Promise<InputPage | 'after_not_found' | undefined>;
   /** True when something was deleted. */
   delete(keyId: string, id: string): Promise<boolean>;
+  /** Resolves when the store answers (the gateway's readiness probe asks); absent for a store in memory. */
+  ping?(): Promise<void>;
 }
 
 export interface StoreBounds {
@@ -263,6 +265,7 @@ export interface RedisLike {
   eval(script: string, numKeys: number, ...args: Array<string | number>): Promise<unknown>;
   hget(key: string, field: string): Promise<string | null>;
   hmget(key: string, ...fields: string[]): Promise<Array<string | null>>;
+  ping?(): Promise<unknown>;
 }
 
 export interface RedisResponseStoreOptions extends StoreBounds {
@@ -345,6 +348,10 @@ export class RedisResponseStore implements ResponseStore {
     this.#client = options.client;
     this.#prefix = options.prefix ?? 'tera:resp:';
     this.#bounds = bounds(options, 30 * DAY);
+  }
+
+  async ping(): Promise<void> {
+    await this.#client.ping?.();
   }
 
   /** The key's Redis keys: its id hashed (key ids may hold any character) inside a hash tag. */

@@ -115,6 +115,28 @@ class SummedCounter {
   }
 }
 
+/** The operation as the gateway's route named it (`chat`, `responses`, ...); `chat` for a stage mounted alone. */
+const operationOf = (ctx: RequestContext): string => ctx.operation ?? OPERATION_CHAT;
+
+const MAX_MODEL_LABELS = 64;
+const MAX_LABEL_CHARS = 64;
+
+/**
+ * Metrics carry the model the caller asked for, unknown ones included (a typo shows up as
+ * itself); but names are the caller's to choose, so past 64 distinct ones any new name counts as
+ * `other`: a tenant cannot grow the gateway's memory or a Prometheus server's series by inventing names.
+ */
+function boundedLabel(served: string): (name: string) => string {
+  const seen = new Set<string>([served]);
+  return (name) => {
+    const label = name.length > MAX_LABEL_CHARS ? `${name.slice(0, MAX_LABEL_CHARS)}…` : name;
+    if (seen.has(label)) return label;
+    if (seen.size >= MAX_MODEL_LABELS) return 'other';
+    seen.add(label);
+    return label;
+  };
+}
+
 /** The GenAI conventions' instruments and the gateway's own, on one meter. */
 function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
   const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
@@ -144,14 +166,12 @@ function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
   });
   const requests = new SummedCounter(meter, METRIC.requests, { unit: '{request}', description: 'Chat requests by status and error type' });
   const inFlight = new SummedCounter(meter, METRIC.inFlight, { unit: '{request}', description: 'Chat requests in flight' }, true);
-  const inFlightAttrs: Attributes = {
-    [ATTR.operationName]: OPERATION_CHAT,
+  const inFlightAttributes = (operation: string): Attributes => ({
+    [ATTR.operationName]: operation,
     [ATTR.providerName]: PROVIDER,
     [ATTR.requestModel]: model,
     ...(legacyNames ? { [ATTR.system]: PROVIDER } : {}),
-  };
-  const inFlightKey = '';
-  const inFlightAttributes = () => inFlightAttrs;
+  });
   const breakerTransitions = meter.createCounter(METRIC.breakerTransitions, {
     unit: '{transition}',
     description: 'Circuit breaker state changes',
@@ -162,11 +182,18 @@ function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
     description: 'Tokens per key by token_type: input, output (reasoning included), reasoning, cached',
   });
   const keyCost = new SummedCounter(meter, 'tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
-  const budgetRemaining = new Map<string, number>();
+  const budgetRemaining = { usd: new Map<string, number>(), tokens: new Map<string, number>() };
   meter
     .createObservableGauge('tera_budget_remaining_usd', { description: 'USD left in the current budget period of keys with a USD budget' })
     .addCallback((result) => {
-      for (const [keyId, usd] of budgetRemaining) result.observe(usd, { key_id: keyId });
+      for (const [keyId, usd] of budgetRemaining.usd) result.observe(usd, { key_id: keyId });
+    });
+  meter
+    .createObservableGauge('tera_budget_remaining_tokens', {
+      description: 'Tokens left in the current budget period of keys with a token budget',
+    })
+    .addCallback((result) => {
+      for (const [keyId, tokens] of budgetRemaining.tokens) result.observe(tokens, { key_id: keyId });
     });
   const replicas: { source?: () => ReadonlyArray<{ url: string; state: string; breaker: string }> } = {};
   const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
@@ -185,7 +212,6 @@ function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
     queueTime,
     requests,
     inFlight,
-    inFlightKey,
     inFlightAttributes,
     breakerTransitions,
     repairs,
@@ -210,6 +236,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
   const prices = options.prices ?? PRICE_PER_MILLION;
   const legacyNames = !latestOnly();
   const instruments = createInstruments(meter, model, legacyNames);
+  const modelLabel = boundedLabel(model);
 
   /** What every step of a request's end reads, computed once. */
   interface Ending {
@@ -218,6 +245,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     status: number;
     aborted: boolean;
     requestModel: string;
+    operation: string;
     failure: string | undefined;
     metricAttrs: Attributes;
   }
@@ -231,9 +259,10 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     recorder: ReturnType<typeof contentRecorder> | undefined,
   ): void {
     const status = res.statusCode;
-    const requestModel = ctx.requestedModel ?? ctx.body?.model ?? model;
+    const requestModel = modelLabel(ctx.requestedModel ?? ctx.body?.model ?? model);
+    const operation = operationOf(ctx);
     const metricAttrs: Attributes = {
-      [ATTR.operationName]: OPERATION_CHAT,
+      [ATTR.operationName]: operation,
       [ATTR.providerName]: PROVIDER,
       [ATTR.requestModel]: requestModel,
     };
@@ -244,12 +273,13 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
       status,
       aborted: ctx.signal.aborted,
       requestModel,
+      operation,
       failure: ctx.upstream?.error?.type ?? (status >= 400 ? (ctx.errorType ?? 'server_error') : undefined),
       metricAttrs,
     };
     if (span.isRecording()) {
       span.setAttributes(spanAttributes(ending, recorder));
-      if (ctx.body && ctx.body.model !== model) span.updateName(`${OPERATION_CHAT} ${ctx.body.model}`);
+      if (requestModel !== model) span.updateName(`${operation} ${requestModel}`);
       for (const event of ctx.events ?? []) span.addEvent(event.name, event.attributes, epochMs(event.time));
       if (ctx.repairs)
         for (const [kind, count] of Object.entries(ctx.repairs))
@@ -316,16 +346,16 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
 
   /** One CLIENT span per upstream attempt, under the request span. */
   function recordAttemptSpans(ending: Ending, parentCtx: Context): void {
-    const { ctx, requestModel, end } = ending;
+    const { ctx, requestModel, end, operation } = ending;
     for (const [i, attempt] of (ctx.upstream?.attemptLog ?? []).entries()) {
       const url = new URL(attempt.replica);
       const child = tracer.startSpan(
-        `${OPERATION_CHAT} ${requestModel}`,
+        `${operation} ${requestModel}`,
         {
           kind: SpanKind.CLIENT,
           startTime: epochMs(attempt.start),
           attributes: {
-            [ATTR.operationName]: OPERATION_CHAT,
+            [ATTR.operationName]: operation,
             [ATTR.providerName]: PROVIDER,
             [ATTR.requestModel]: requestModel,
             [ATTR.serverAddress]: url.hostname,
@@ -366,7 +396,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
         ...(aborted ? { [ATTR.clientAborted]: true } : {}),
       }),
     );
-    instruments.inFlight.add(-1, instruments.inFlightKey, instruments.inFlightAttributes);
+    instruments.inFlight.add(-1, ending.operation, () => instruments.inFlightAttributes(ending.operation));
     if (usage) {
       instruments.tokenUsage.record(usage.prompt_tokens, { ...metricAttrs, [ATTR.tokenType]: 'input' });
       instruments.tokenUsage.record(usage.completion_tokens, { ...metricAttrs, [ATTR.tokenType]: 'output' });
@@ -396,8 +426,10 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
       if (cached) tokens('cached', cached);
       instruments.keyCost.add(cost, keyId, () => ({ key_id: keyId }));
     }
-    const remaining = ctx.budgetRemaining?.usd;
-    if (remaining !== undefined) instruments.budgetRemaining.set(keyId, Math.max(0, remaining - cost));
+    const remaining = ctx.budgetRemaining;
+    if (remaining?.usd !== undefined) instruments.budgetRemaining.usd.set(keyId, Math.max(0, remaining.usd - cost));
+    if (remaining?.tokens !== undefined)
+      instruments.budgetRemaining.tokens.set(keyId, Math.max(0, remaining.tokens - (usage ? usage.total_tokens : 0)));
   }
 
   /** Once per request that reached an upstream; a throwing hook is logged, never allowed to break the request's end. */
@@ -438,8 +470,9 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
   const stage: Middleware = function telemetryStage(req, res, next) {
     const ctx = context(req, res);
     const parent = otelContext.active();
-    const attributes: Attributes = { [ATTR.operationName]: OPERATION_CHAT, [ATTR.providerName]: PROVIDER, [ATTR.requestModel]: model };
-    const span = tracer.startSpan(`${OPERATION_CHAT} ${model}`, { kind: SpanKind.INTERNAL, attributes }, parent);
+    const operation = operationOf(ctx);
+    const attributes: Attributes = { [ATTR.operationName]: operation, [ATTR.providerName]: PROVIDER, [ATTR.requestModel]: model };
+    const span = tracer.startSpan(`${operation} ${model}`, { kind: SpanKind.INTERNAL, attributes }, parent);
     ctx.span = span;
     // The upstream continues the gateway's trace, not whatever the caller sent.
     const spanContext = span.spanContext();
@@ -449,7 +482,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
       const tracestate = spanContext.traceState?.serialize();
       ctx.traceHeaders = tracestate ? { traceparent, tracestate } : { traceparent };
     }
-    instruments.inFlight.add(1, instruments.inFlightKey, instruments.inFlightAttributes);
+    instruments.inFlight.add(1, operation, () => instruments.inFlightAttributes(operation));
     const recorder = options.recordContent && span.isRecording() ? contentRecorder() : undefined;
     if (recorder) ctx.responseTransforms.push(recorder);
     ctx.cleanups.push(() => finish(ctx, res, span, parent, recorder));

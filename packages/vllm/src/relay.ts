@@ -56,6 +56,7 @@ export interface CallerUsage {
 export function endStreamWithError(res: ServerResponse, ctx: RequestContext, error: TeraError): void {
   ctx.upstream!.error = { type: error.type, message: error.message };
   ctx.errorType = error.type;
+  if (error.code) ctx.errorCode = error.code;
   if (!res.writableEnded) res.end(errorEventText(ctx, error));
 }
 
