@@ -49,10 +49,15 @@ async function startTarget(name: string, env: Record<string, string>): Promise<T
   });
   await new Promise<void>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
-      if (out.includes('gateway listening')) resolve();
-    });
+      if (!out.includes('gateway listening')) return;
+      // The access lines that follow are not read, but must not fill the pipe.
+      child.stdout.off('data', onData);
+      child.stdout.resume();
+      resolve();
+    };
+    child.stdout.on('data', onData);
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code}: ${out}`)));
   });
   const url = `http://127.0.0.1:${port}`;

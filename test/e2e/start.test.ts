@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnGateway } from '../helpers/processes.js';
+import { logLines, spawnGateway } from '../helpers/processes.js';
 import { until } from '../helpers/wait.js';
 
 /** `pnpm start` as a new user runs it: no configuration, two embedded simulators. */
@@ -13,7 +13,8 @@ beforeAll(async () => {
   // The key is printed just after the listening line, perhaps in a later chunk of output.
   await until(() => gw.output().includes('development API key'), 10_000, 'the development key');
   key = /development API key \(this run only\): (\S+)/.exec(gw.output())![1]!;
-  simulators = /embedded vllm-sim replicas at (\S+), (\S+)/.exec(gw.output())!.slice(1, 3);
+  simulators = logLines(gw.output()).find((l) => l.msg === 'no UPSTREAM_URLS: started two embedded vllm-sim replicas')!
+    .replicas as string[];
 });
 afterAll(async () => {
   await gw.stop();

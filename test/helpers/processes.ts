@@ -90,6 +90,20 @@ export async function startRedis(): Promise<RedisProcess> {
   return { url: `redis://127.0.0.1:${port}`, stop: () => stopChild(child, 'SIGTERM') };
 }
 
+/** The JSON log lines (pino's) in a process's output; other lines (the hints on stderr) are left out. */
+export function logLines(output: string): Array<Record<string, unknown>> {
+  const lines: Array<Record<string, unknown>> = [];
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      lines.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A line cut by the chunk boundary of the output read so far: read again later.
+    }
+  }
+  return lines;
+}
+
 const exampleMain = fileURLToPath(new URL('../../examples/express-gateway/dist/main.js', import.meta.url));
 
 /** The example gateway as its own process (what `pnpm start` runs). */
@@ -104,7 +118,7 @@ export async function spawnGateway(
   let output = '';
   child.stdout.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-  await waitForLine(child, /gateway listening on/, 'express-gateway');
+  await waitForLine(child, /"msg":"gateway listening"/, 'express-gateway');
   return {
     url: `http://127.0.0.1:${port}`,
     pid: child.pid!,

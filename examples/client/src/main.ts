@@ -3,9 +3,10 @@ import OpenAI from 'openai';
 /**
  * The official openai SDK against the running gateway (`pnpm start` in another terminal):
  * a reasoning answer, a streamed answer, a tool-call round trip and a structured output.
- * GATEWAY_URL (http://127.0.0.1:8787/v1), TERA_API_KEY (the key `pnpm start` printed).
+ * GATEWAY_URL (the gateway's `/v1`; unset: http://127.0.0.1:$PORT/v1, PORT as `pnpm start` reads it,
+ * 8787 by default), TERA_API_KEY (the key `pnpm start` printed).
  */
-const baseURL = process.env.GATEWAY_URL ?? 'http://127.0.0.1:8787/v1';
+const baseURL = process.env.GATEWAY_URL ?? `http://127.0.0.1:${process.env.PORT ?? 8787}/v1`;
 const apiKey = process.env.TERA_API_KEY;
 if (!apiKey) {
   console.error('Set TERA_API_KEY to the key `pnpm start` printed, e.g. TERA_API_KEY=sk-tera-dev-... pnpm demo');

@@ -61,7 +61,13 @@ describe('FileKeyStore', () => {
       JSON.stringify([{ key: 'sk-tera-a1' }, { key: 'sk-tera-b2' }, { key: 'sk-tera-c3', budget: { usd: 1, period: 'fortnight' } }]),
     );
     expect(() => open(join(dir, 'period.json'))).toThrow(/^GATEWAY_KEYS\[2\]\.budget\.period: /);
-    writeFileSync(join(dir, 'twice.json'), JSON.stringify([{ key: 'sk-tera-same', id: 'a' }, { key: 'sk-tera-same', id: 'b' }]));
+    writeFileSync(
+      join(dir, 'twice.json'),
+      JSON.stringify([
+        { key: 'sk-tera-same', id: 'a' },
+        { key: 'sk-tera-same', id: 'b' },
+      ]),
+    );
     expect(() => open(join(dir, 'twice.json'))).toThrow('GATEWAY_KEYS[1]: the same key as GATEWAY_KEYS[0]; each key may appear once');
   });
 

@@ -69,7 +69,15 @@ export function logLifecycle(upstream: VllmAdapter, logger: Logger): void {
       seenReady.add(replica);
       if (!ready) {
         ready = true;
-        logger.info({ replicas: upstream.replicas().filter((r) => r.state === 'ready').map((r) => r.url) }, 'ready');
+        logger.info(
+          {
+            replicas: upstream
+              .replicas()
+              .filter((r) => r.state === 'ready')
+              .map((r) => r.url),
+          },
+          'ready',
+        );
       }
     } else if (state === 'unhealthy' && seenReady.has(replica)) logger.warn({ replica, cause }, 'replica lost');
     else if (state === 'unhealthy') logger.warn({ replica, cause }, 'replica not ready');

@@ -66,7 +66,9 @@ export function readinessHandler(stages: Stages, upstream: VllmAdapter, closing:
       return sendJSON(res, 503, { status: 'unavailable', reason: 'no replica is ready' });
     unansweredStores(stages.stores).then(
       (down) =>
-        down.length ? sendJSON(res, 503, { status: 'unavailable', reason: `no answer from ${down.join(', ')}` }) : sendJSON(res, 200, { status: 'ok' }),
+        down.length
+          ? sendJSON(res, 503, { status: 'unavailable', reason: `no answer from ${down.join(', ')}` })
+          : sendJSON(res, 200, { status: 'ok' }),
       (err: unknown) => sendError(res, err),
     );
   };

@@ -114,7 +114,8 @@ export function buildStages(options: ParsedGatewayOptions, upstream: VllmAdapter
   const budgetStore = options.budgets ? options.budgets.store : undefined;
   const stores: Stages['stores'] = [];
   const pingable = (name: string, store: object | undefined) => {
-    if (store && 'ping' in store && typeof store.ping === 'function') stores.push({ name, ping: () => (store.ping as () => Promise<void>).call(store) });
+    if (store && 'ping' in store && typeof store.ping === 'function')
+      stores.push({ name, ping: () => (store.ping as () => Promise<void>).call(store) });
   };
   if (options.rateLimit !== false) pingable('rateLimit', limiterStore);
   if (options.budgets !== false) pingable('budgets', budgetStore);
