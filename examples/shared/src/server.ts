@@ -7,7 +7,7 @@ import { RedisBudgetStore, RedisStore } from '@tera-gw/rate-limit-redis';
 import { RedisResponseStore } from '@tera-gw/responses';
 import { spawnSimulator, type SimulatorProcess } from '@tera-gw/vllm-sim';
 import { Redis } from 'ioredis';
-import { pino, type Logger } from 'pino';
+import { pino, type Logger, type LoggerOptions } from 'pino';
 import { ConfigError, loadConfig, type ServerConfig } from './config.js';
 
 /** What a server needs from its gateway, whichever framework mounts it. */
@@ -55,15 +55,17 @@ function fatal(name: string, message: string): never {
 
 /** JSON lines on stdout (pino), or colours for a terminal with LOG_FORMAT=pretty. */
 function createLogger(config: ServerConfig): Logger {
-  return pino({
+  const options: LoggerOptions = {
     name: 'tera-gw',
     level: config.logLevel,
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     // The gateway never logs a key; anything that names one by these fields is hidden all the same.
     redact: ['authorization', '*.authorization', 'headers.authorization', 'apiKey', '*.apiKey'],
-    ...(config.logFormat === 'pretty' ? { transport: { target: 'pino-pretty', options: { destination: 1 } } } : {}),
-  });
+  };
+  if (config.logFormat === 'pretty') return pino({ ...options, transport: { target: 'pino-pretty', options: { destination: 1 } } });
+  // Written as each line is made: none lost when the process exits, none out of order.
+  return pino(options, pino.destination({ dest: 1, sync: true }));
 }
 
 /** The gateway's options from the configuration; `replicas` and the stores are filled in once they exist. */
