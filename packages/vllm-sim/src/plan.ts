@@ -108,13 +108,38 @@ function lastUserText(body: ChatCompletionRequest): string {
   return '';
 }
 
-function mentions(text: string, tool: ChatTool): boolean {
+const wordsOf = (text: string): string[] =>
+  text
+    .toLowerCase()
+    .split(/[^a-z0-9]+/)
+    .filter((w) => w.length >= 3 && !STOP_WORDS.has(w))
+    .map((w) => (w.length > 4 && w.endsWith('s') ? w.slice(0, -1) : w));
+
+/** Words that ask for something done in a shell: a tool taking a command string fits them. */
+const SHELL_WORDS = new Set(['list', 'file', 'director', 'directory', 'folder', 'run', 'command', 'execute', 'shell', 'script', 'build']);
+
+function takesCommand(tool: ChatTool): boolean {
+  const props = (tool.function.parameters as { properties?: Record<string, { type?: unknown }> } | undefined)?.properties ?? {};
+  return ['cmd', 'command'].some(
+    (name) => props[name]?.type === 'string' || (Array.isArray(props[name]?.type) && props[name]?.type.includes('string')),
+  );
+}
+
+/**
+ * How well a tool fits the request, as a model would weigh it: its name said outright, the words
+ * of its name (twice) and description shared with the request, and a request to do something in
+ * a shell meeting a tool that runs a command. 0: it does not fit.
+ */
+function relevance(text: string, tool: ChatTool): number {
   const lower = text.toLowerCase();
   const name = tool.function.name.toLowerCase();
-  if (lower.includes(name) || lower.includes(name.replaceAll('_', ' '))) return true;
-  const words = new Set(lower.split(/[^a-z0-9]+/));
-  const described = `${tool.function.description ?? ''} ${name.replaceAll(/[_-]/g, ' ')}`.toLowerCase().split(/[^a-z0-9]+/);
-  return described.some((w) => w.length >= 4 && !STOP_WORDS.has(w) && words.has(w));
+  if (lower.includes(name) || lower.includes(name.replaceAll('_', ' '))) return 100;
+  const asked = new Set(wordsOf(text));
+  let score = 0;
+  for (const w of new Set(wordsOf(name.replaceAll(/[_-]/g, ' ')))) if (asked.has(w)) score += 2;
+  for (const w of new Set(wordsOf(tool.function.description ?? ''))) if (asked.has(w)) score += 1;
+  if (takesCommand(tool) && [...asked].some((w) => SHELL_WORDS.has(w))) score += 10;
+  return score;
 }
 
 function chooseTools(body: ChatCompletionRequest): ChatTool[] {
@@ -126,7 +151,10 @@ function chooseTools(body: ChatCompletionRequest): ChatTool[] {
   // After a tool result the model answers, unless the caller insists on a call.
   if (last?.role === 'tool' && choice === 'auto') return [];
   const text = lastUserText(body);
-  let matched = tools.filter((t) => mentions(text, t));
+  const scores = tools.map((t) => relevance(text, t));
+  const best = Math.max(0, ...scores);
+  // The best fit, and another only when it fits nearly as well (the request asks for both); in the order given.
+  let matched = best > 0 ? tools.filter((_, i) => scores[i]! * 2 >= best) : [];
   if (choice === 'required' && !matched.length) matched = [tools[0]!];
   if (body.parallel_tool_calls === false) matched = matched.slice(0, 1);
   return matched.slice(0, 2);
@@ -197,7 +225,10 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number,
     const tools = chooseTools(body);
     if (tools.length) {
       for (const tool of tools) {
-        const args = withHint(lastUserText(body), () => instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random));
+        const args = withHint(lastUserText(body), () =>
+          // As a model calls a tool: what it requires, not every option it could set.
+          instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random, { requiredOnly: true }),
+        );
         toolCalls.push({ id: `chatcmpl-tool-${randomHex(random, 32)}`, name: tool.function.name, arguments: JSON.stringify(args) });
       }
       finishReason = 'tool_calls';

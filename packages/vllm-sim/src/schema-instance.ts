@@ -65,6 +65,8 @@ function stringFor(schema: Schema, random: () => number, key: string): string {
     case 'uuid':
       return '3f2b8c1e-9d4a-4e6b-8f7a-1c2d3e4f5a6b';
   }
+  // A command the caller's tool will run: one that harms nothing and shows something.
+  if (/^(cmd|command)$/i.test(key)) return 'ls';
   const named = CITIES.find((c) => hint.includes(c));
   let text = /city|location|place/i.test(key) ? (named ?? pick(random, CITIES)) : `${pick(random, WORDS)} ${pick(random, WORDS)}`;
   const min = typeof schema.minLength === 'number' ? schema.minLength : 0;
@@ -85,11 +87,14 @@ function numberFor(schema: Schema, random: () => number, integer: boolean): numb
         : lo + 100;
   const low = Math.ceil(Math.min(lo, hi));
   const high = Math.floor(Math.max(lo, hi));
-  if (integer || high - low >= 1) {
-    const n = randomInt(random, low, Math.max(low, high));
-    return integer ? n : n + (n < high ? 0.5 : 0);
-  }
+  // Whole numbers when the range has one, as models write them (a "number" field is often read as an integer).
+  if (integer || high - low >= 1) return randomInt(random, low, Math.max(low, high));
   return lo;
+}
+
+export interface InstanceOptions {
+  /** Objects with a `required` list get only those properties (as a model fills a tool's arguments). */
+  requiredOnly?: boolean;
 }
 
 /**
@@ -97,15 +102,21 @@ function numberFor(schema: Schema, random: () => number, integer: boolean): numb
  * required and optional properties, nested objects and arrays, `additionalProperties: false`
  * (only declared properties are produced), bounds, `$ref` within the document, anyOf/oneOf/allOf.
  */
-export function instanceOf(schema: unknown, random: () => number, root: Schema = schema as Schema, key = '', depth = 0): unknown {
+export function instanceOf(schema: unknown, random: () => number, options: InstanceOptions = {}): unknown {
+  return generate(schema, random, options, schema as Schema, '', 0);
+}
+
+function generate(schema: unknown, random: () => number, options: InstanceOptions, root: Schema, key: string, depth: number): unknown {
   if (typeof schema !== 'object' || schema === null || depth > 12) return null;
   let s = schema as Schema;
-  if (typeof s.$ref === 'string') return instanceOf(resolveRef(root, s.$ref), random, root, key, depth + 1);
+  const next = (sub: unknown, name = key) => generate(sub, random, options, root, name, depth + 1);
+  if (typeof s.$ref === 'string') return next(resolveRef(root, s.$ref));
   if (Array.isArray(s.allOf)) s = Object.assign({}, ...(s.allOf as Schema[]), { ...s, allOf: undefined }) as Schema;
   if ('const' in s) return s.const;
   if (Array.isArray(s.enum) && s.enum.length) return pick(random, s.enum);
   const variants = (s.anyOf ?? s.oneOf) as Schema[] | undefined;
-  if (Array.isArray(variants) && variants.length) return instanceOf(variants[0], random, root, key, depth + 1);
+  // The first variant that holds a value: `anyOf: [{type: 'null'}, {...}]` is an optional value, not a null.
+  if (Array.isArray(variants) && variants.length) return next(variants.find((v) => v.type !== 'null') ?? variants[0]);
   switch (typeOf(s)) {
     case 'string':
       return stringFor(s, random, key);
@@ -122,13 +133,15 @@ export function instanceOf(schema: unknown, random: () => number, root: Schema =
       const max = typeof s.maxItems === 'number' ? s.maxItems : Math.max(min, 3);
       const count = randomInt(random, min, Math.max(min, Math.min(max, min + 2)));
       const items = Array.isArray(s.prefixItems) ? (s.prefixItems as Schema[]) : undefined;
-      return Array.from({ length: count }, (_, i) => instanceOf(items?.[i] ?? s.items ?? {}, random, root, key, depth + 1));
+      return Array.from({ length: count }, (_, i) => next(items?.[i] ?? s.items ?? {}));
     }
     case 'object': {
       const out: Record<string, unknown> = {};
       const props = (s.properties ?? {}) as Record<string, Schema>;
-      for (const name of Object.keys(props)) out[name] = instanceOf(props[name], random, root, name, depth + 1);
-      if (Array.isArray(s.required)) for (const name of s.required as string[]) if (!(name in out)) out[name] = pick(random, WORDS);
+      const required = Array.isArray(s.required) ? (s.required as string[]) : undefined;
+      const names = options.requiredOnly && required ? Object.keys(props).filter((n) => required.includes(n)) : Object.keys(props);
+      for (const name of names) out[name] = next(props[name], name);
+      if (required) for (const name of required) if (!(name in out)) out[name] = pick(random, WORDS);
       return out;
     }
     default:

@@ -211,6 +211,66 @@ describe('tool calls', () => {
     expect((named.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall).function.name).toBe('get_time');
   });
 
+  it("a coding agent's tools: a request to list files calls the command tool with a harmless command and only what it requires", async () => {
+    // Codex's exec_command (as Codex 0.169 sends it) beside a tool whose words overlap the request.
+    const execCommand = {
+      type: 'function' as const,
+      function: {
+        name: 'exec_command',
+        description: 'Runs a command in a PTY, returning output or a session ID for ongoing interaction.',
+        parameters: {
+          type: 'object',
+          properties: {
+            cmd: { type: 'string' },
+            login: { type: 'boolean' },
+            max_output_tokens: { type: 'number' },
+            sandbox_permissions: { type: 'string', enum: ['use_default', 'require_escalated'] },
+            shell: { type: 'string' },
+            workdir: { type: 'string' },
+            yield_time_ms: { type: 'number' },
+          },
+          required: ['cmd'],
+          additionalProperties: false,
+        },
+      },
+    };
+    const spawnAgent = {
+      type: 'function' as const,
+      function: {
+        name: 'spawn_agent',
+        description: 'Spawn a sub-agent to work on files here in parallel and list its findings.',
+        parameters: {
+          type: 'object',
+          properties: { task: { type: 'string' }, model: { type: 'string', enum: ['fast', 'deep'] }, depth: { type: 'integer' } },
+          required: ['task', 'model', 'depth'],
+        },
+      },
+    };
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const res = await client.chat.completions.create({
+        model,
+        seed,
+        messages: [{ role: 'user', content: 'List the files here' }],
+        tools: [spawnAgent, execCommand],
+      });
+      const calls = res.choices[0]!.message.tool_calls! as OpenAI.ChatCompletionMessageFunctionToolCall[];
+      expect(calls.map((c) => c.function.name)).toEqual(['exec_command']);
+      expect(JSON.parse(calls[0]!.function.arguments)).toEqual({ cmd: 'ls' });
+      const named = await client.chat.completions.create({
+        model,
+        seed,
+        messages: [{ role: 'user', content: 'go' }],
+        tools: [spawnAgent],
+        tool_choice: { type: 'function', function: { name: 'spawn_agent' } },
+      });
+      const args = JSON.parse(
+        (named.choices[0]!.message.tool_calls![0] as OpenAI.ChatCompletionMessageFunctionToolCall).function.arguments,
+      );
+      expect(new Validator(spawnAgent.function.parameters as never).validate(args).errors).toEqual([]);
+      expect(Number.isInteger(args.depth)).toBe(true);
+    }
+  });
+
   it('after a tool result the model answers with it', async () => {
     const first = await ask('What is the weather in Paris?');
     const call = first.choices[0]!.message.tool_calls![0]!;
