@@ -117,6 +117,33 @@ describe.each<Framework>(['express', 'koa'])('the Responses API mounted in %s, w
     expect(done && 'text' in done ? done.text : undefined).toBe(text);
   });
 
+  it('reasoning.summary asked for: the reasoning text is the summary, streamed as summary events too; not asked: no summary', async () => {
+    const plain = await client.responses.create({ model, input: 'What is 2+2?', reasoning: { effort: 'low' } });
+    expect(outputOf(plain).reasoningItem!.summary).toEqual([]);
+    for (const summary of ['auto', 'concise', 'detailed'] as const) {
+      const data = await client.responses.create({ model, input: 'What is 2+2?', reasoning: { effort: 'low', summary } });
+      const { reasoning, reasoningItem } = outputOf(data);
+      expect(reasoning.length).toBeGreaterThan(0);
+      expect(reasoningItem!.summary).toEqual([{ type: 'summary_text', text: reasoning }]);
+      expect(data.reasoning?.summary).toBe(summary);
+    }
+    const stream = client.responses.stream({ model, input: 'What is 2+2?', reasoning: { effort: 'low', summary: 'auto' } });
+    const types: string[] = [];
+    let summaryDeltas = '';
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === 'response.reasoning_summary_text.delta') summaryDeltas += event.delta;
+    }
+    const final = await stream.finalResponse();
+    const { reasoning, reasoningItem } = outputOf(final);
+    expect(summaryDeltas).toBe(reasoning);
+    expect(reasoningItem!.summary).toEqual([{ type: 'summary_text', text: reasoning }]);
+    const at = (type: string) => types.indexOf(type);
+    expect(at('response.reasoning_summary_part.added')).toBeGreaterThan(at('response.output_item.added'));
+    expect(at('response.reasoning_summary_text.done')).toBeGreaterThan(at('response.reasoning_summary_text.delta'));
+    expect(at('response.reasoning_summary_part.done')).toBeLessThan(types.lastIndexOf('response.output_item.done'));
+  });
+
   it('a tool call round trip, stateful: previous_response_id carries the conversation and its reasoning', async () => {
     const first = await client.responses.create({
       model,

@@ -21,6 +21,11 @@ export interface ResponseSettings {
   readonly seal?: (reasoning: string) => string;
   /** The caller asked for `message.output_text.logprobs`. */
   readonly logprobs: boolean;
+  /**
+   * The caller asked for `reasoning.summary` (`auto`, `concise`, `detailed`): gpt-oss writes no
+   * summary of its own, so the reasoning text is the summary (clients such as the AI SDK read only it).
+   */
+  readonly summary?: boolean;
 }
 
 function functionCall(settings: ResponseSettings, callId: string, chatName: string, args: string, status: FunctionCallItem['status']) {
@@ -81,6 +86,7 @@ export async function completionToResponse(completion: ChatCompletion, settings:
   const incomplete = choice?.finish_reason === 'length';
   if (reasoning) {
     const item = reasoningItem(reasoning, 'completed');
+    if (settings.summary) item.summary = [{ type: 'summary_text', text: reasoning }];
     if (settings.seal) item.encrypted_content = settings.seal(reasoning);
     response.output.push(item);
   }
@@ -173,6 +179,14 @@ export class ResponsesStreamEncoder {
         content_index: 0,
         part: { type: 'reasoning_text', text: '' },
       });
+      if (this.#settings.summary)
+        text += this.#event({
+          type: 'response.reasoning_summary_part.added',
+          item_id: item.id,
+          output_index: open.index,
+          summary_index: 0,
+          part: { type: 'summary_text', text: '' },
+        });
     }
     return { open, text };
   }
@@ -190,6 +204,11 @@ export class ResponsesStreamEncoder {
       if (this.#settings.seal) item.encrypted_content = this.#settings.seal(open.text);
       text += this.#event({ type: 'response.reasoning_text.done', ...base, content_index: 0, text: open.text });
       text += this.#event({ type: 'response.content_part.done', ...base, content_index: 0, part: item.content[0] });
+      if (this.#settings.summary) {
+        item.summary = [{ type: 'summary_text', text: open.text }];
+        text += this.#event({ type: 'response.reasoning_summary_text.done', ...base, summary_index: 0, text: open.text });
+        text += this.#event({ type: 'response.reasoning_summary_part.done', ...base, summary_index: 0, part: item.summary[0] });
+      }
     } else if (item.type === 'message') {
       const part: MessageItem['content'][number] = { type: 'output_text', text: open.text, annotations: [] };
       if (this.#settings.logprobs) part.logprobs = item.content[0]?.logprobs ?? [];
@@ -227,6 +246,14 @@ export class ResponsesStreamEncoder {
         content_index: 0,
         delta: reasoning,
       });
+      if (this.#settings.summary)
+        out += this.#event({
+          type: 'response.reasoning_summary_text.delta',
+          item_id: open.item.id,
+          output_index: open.index,
+          summary_index: 0,
+          delta: reasoning,
+        });
     }
     if (delta.content) {
       if (this.#current?.item.type !== 'message') {

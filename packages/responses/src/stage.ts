@@ -181,6 +181,7 @@ export function responses(input: ResponsesOptions = {}): ResponsesStage {
       base: responseBase(body, store !== undefined && body.store !== false),
       names: tools.names,
       logprobs: chat.logprobs === true,
+      summary: (body.reasoning?.summary ?? body.reasoning?.generate_summary ?? null) !== null,
       ...(body.include?.includes('reasoning.encrypted_content') ? { seal: (text: string) => sealer.seal(text, keyId) } : {}),
     };
     return { chat, settings, input, storedBytes: own.storedBytes, droppedTools: tools.dropped };
