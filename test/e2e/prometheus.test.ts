@@ -11,6 +11,7 @@ import { sleep, until } from '../helpers/wait.js';
 const model = 'openai/gpt-oss-20b';
 const TENANT = 'sk-tera-prom-tenant-key';
 const OPERATOR = 'sk-tera-prom-operator-key';
+const TOKEN_BUDGET = 'sk-tera-prom-token-budget-key';
 let sim: SimProcess;
 beforeAll(async () => {
   sim = await spawnSim(['--itl-ms', '2']);
@@ -37,6 +38,7 @@ describe.each<Framework>(['express', 'koa'])('Prometheus scrape (%s)', (framewor
         keys: [
           { key: TENANT, id: 'tenant', budget: { usd: 2, period: 'day' } },
           { key: OPERATOR, id: 'ops', operator: true },
+          { key: TOKEN_BUDGET, id: 'tokens', budget: { tokens: 100_000, period: 'month' } },
         ],
       },
       upstream: { health: false },
@@ -89,20 +91,36 @@ describe.each<Framework>(['express', 'koa'])('Prometheus scrape (%s)', (framewor
     expect(families.find((f) => f.name === 'tera_budget_remaining_usd')?.type).toBe('GAUGE');
   });
 
-  it('the README sample names the same families and labels as a real scrape', async () => {
+  it('the README sample is a real scrape: each documented series has exactly the labels served', async () => {
     const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
     const sample = /<!-- prometheus-sample -->\s*```text\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(sample, 'the README has a sample scrape marked <!-- prometheus-sample -->').toBeDefined();
     const documented = parsePrometheusTextFormat(sample!);
+    // What the sample shows: Responses traffic, an unknown model, a token budget.
+    await gw.client(TOKEN_BUDGET).responses.create({ model: 'openai/gpt-oss-20b', input: 'hi', max_output_tokens: 16 });
+    await gw
+      .client(TENANT)
+      .chat.completions.create({ model: 'gpt-nope', messages: [{ role: 'user', content: 'hi' }] })
+      .catch(() => undefined);
     const real = parsePrometheusTextFormat(await (await scrape(OPERATOR)).text());
+    const labelNames = (m: { labels?: Record<string, string> }) =>
+      Object.keys(m.labels ?? {})
+        .sort()
+        .join(',');
     for (const family of documented) {
       const found = real.find((f) => f.name === family.name);
       expect(found, family.name).toBeDefined();
       expect(found!.type).toBe(family.type);
-      const labels = new Set(found!.metrics.flatMap((m) => Object.keys(m.labels ?? {})));
-      for (const m of family.metrics)
-        for (const label of Object.keys(m.labels ?? {})) expect(labels, `${family.name}{${label}}`).toContain(label);
+      const served = new Set(found!.metrics.map(labelNames));
+      for (const m of family.metrics) expect([...served], `${family.name} with labels ${labelNames(m)}`).toContain(labelNames(m));
     }
+    const target = real.find((f) => f.name === 'target_info')!.metrics[0]!.labels!;
+    expect(target.service_name).toBe('tera-gw');
+    const requests = real.find((f) => f.name === 'tera_requests_total')!.metrics.map((m) => m.labels!);
+    expect(requests).toContainEqual(expect.objectContaining({ gen_ai_operation_name: 'responses', status: '200' }));
+    expect(requests).toContainEqual(
+      expect.objectContaining({ gen_ai_request_model: 'gpt-nope', error_type: 'model_not_found', status: '404' }),
+    );
   });
 
   it('tenants cannot read every key’s usage: operator keys only', async () => {
