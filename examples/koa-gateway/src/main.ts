@@ -15,6 +15,9 @@ app.use(mount('/health', gateway.health));
 app.use(mount('/metrics', gateway.metrics));
 app.use(mount('/v1', gateway));
 
-const server = createServer({ headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 1000 }, app.callback());
+const listener = app.callback();
+const server = createServer({ headersTimeout: 15_000, requestTimeout: 60_000, connectionsCheckingInterval: 1000 }, (req, res) => {
+  void listener(req, res);
+});
 server.on('clientError', clientErrorHandler());
 serve(runtime, server, gateway);

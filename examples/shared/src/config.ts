@@ -92,7 +92,7 @@ function parseAliases(text: string | undefined): ServerConfig['aliases'] {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value))
     throw new ConfigError(`MODEL_ALIASES must be a JSON object such as {"gpt-4o-mini":"${GPT_OSS_20B}"}`);
-  for (const [alias, target] of Object.entries(value)) {
+  for (const [alias, target] of Object.entries(value as Record<string, unknown>)) {
     const model = typeof target === 'object' && target !== null ? (target as { model?: unknown }).model : target;
     if (model !== GPT_OSS_20B)
       throw new ConfigError(`MODEL_ALIASES.${alias} must name ${GPT_OSS_20B}, the model this gateway serves; got ${JSON.stringify(model)}`);

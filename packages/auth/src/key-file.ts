@@ -26,13 +26,13 @@ function readKeyFile(path: string, label: string): { store: MemoryKeyStore; dige
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new TypeError(`${label}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new TypeError(`${label}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   let data: unknown;
   try {
     data = JSON.parse(text);
   } catch (err) {
-    throw new TypeError(`${label}: ${path} is not JSON: ${(err as Error).message}`);
+    throw new TypeError(`${label}: ${path} is not JSON: ${(err as Error).message}`, { cause: err });
   }
   if (!Array.isArray(data)) throw new TypeError(`${label}: ${path} must hold a JSON array of key entries`);
   return {

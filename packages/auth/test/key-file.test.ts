@@ -119,7 +119,7 @@ describe('FileKeyStore', () => {
     const log = logger();
     const store = open(path, log);
     writeFileSync(path, JSON.stringify([{ key: 'sk-tera-x', concurrency: -1 }]));
-    await until(async () => log.lines.some((l) => l.message === 'keys refused'), 'the refusal');
+    await until(() => Promise.resolve(log.lines.some((l) => l.message === 'keys refused')), 'the refusal');
     const refusal = log.lines.find((l) => l.message === 'keys refused')!;
     expect(refusal.level).toBe('error');
     expect(refusal.fields.error).toMatch(/^GATEWAY_KEYS\[0\]\.concurrency: /);

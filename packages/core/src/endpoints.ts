@@ -37,7 +37,10 @@ export function modelsHandler(
     const path = pathOf(req);
     if (path !== '/models' && !path.startsWith('/models/')) return next();
     if (req.method !== 'GET' && req.method !== 'HEAD') return next();
-    const list = fixed ?? { object: 'list', data: (models as (req: IncomingMessage, res: ServerResponse) => readonly ModelInfo[])(req, res) };
+    const list = fixed ?? {
+      object: 'list',
+      data: (models as (req: IncomingMessage, res: ServerResponse) => readonly ModelInfo[])(req, res),
+    };
     if (path === '/models') return sendJSON(res, 200, list);
     let id: string;
     try {

@@ -93,7 +93,9 @@ export function vllm(input: VllmOptions): VllmAdapter {
   const { timeouts, maxAttempts } = options;
   const router =
     options.router ??
-    createRouter({ strategy: options.routing ?? (options.replicas.length > 1 || options.replicas.some(isHostName) ? 'cache-aware' : 'least-request') });
+    createRouter({
+      strategy: options.routing ?? (options.replicas.length > 1 || options.replicas.some(isHostName) ? 'cache-aware' : 'least-request'),
+    });
   const retryAfter = options.retryAfterSeconds;
   const NEVER_FORWARDED = new Set([
     'authorization',
@@ -106,7 +108,6 @@ export function vllm(input: VllmOptions): VllmAdapter {
   ]);
   const forwardHeaders = options.forwardHeaders.map((h) => h.toLowerCase()).filter((h) => !NEVER_FORWARDED.has(h));
   const events = new EventEmitter<AdapterEvents>();
-  let monitor: HealthMonitor | undefined;
   const set = new ReplicaSet({
     breaker: options.breaker,
     maxNumSeqs: options.maxNumSeqs,
@@ -118,7 +119,7 @@ export function vllm(input: VllmOptions): VllmAdapter {
       });
       r.onCapacity = (capacity) => events.emit('capacity', r.id, capacity);
       events.emit('replicaAdded', r.id);
-      monitor?.added(r);
+      monitor.added(r);
     },
     onDraining: (r) => {
       events.emit('replicaState', r.id, 'draining', 'it left the set of replicas');
@@ -132,7 +133,7 @@ export function vllm(input: VllmOptions): VllmAdapter {
     set.sweep();
     pool.changed();
   };
-  monitor = new HealthMonitor(
+  const monitor = new HealthMonitor(
     () => set.active,
     options.health,
     options.apiKey,
