@@ -4,7 +4,10 @@ import { lenientChatCompletionRequestSchema } from '@tera-gw/core/internal';
 import { answerEarlyFault, pickFault } from './faults.js';
 import { FAULTS, type Fault, type ToolCallQuirk } from './options.js';
 import { respond, stream, type Generation } from './output.js';
-import { applyHarmonyLeaks, brokenOutput, countPrompt, planResponse, type Plan } from './plan.js';
+import { encodeHarmony } from './harmony.js';
+import type { TokenView } from './output-ids.js';
+import { applyHarmonyLeaks, brokenOutput, countPrompt, planRequestOf, planResponse, type Plan } from './plan.js';
+import { cutToBudget, harmonyOutput, idsOf } from './steps.js';
 import { randomHex } from './prng.js';
 import type { Sim } from './sim.js';
 
@@ -12,6 +15,8 @@ import type { Sim } from './sim.js';
 interface Planned {
   body: ChatCompletionRequest;
   plan: Plan;
+  /** Asked with `return_token_ids`: the prompt's ids and the generated tokens. */
+  tokens: TokenView | undefined;
   fault: Fault | undefined;
   quirks: ReadonlySet<ToolCallQuirk>;
   id: string;
@@ -48,7 +53,19 @@ async function readAndPlan(sim: Sim, req: IncomingMessage, res: ServerResponse):
   }
   const body = parsed.data as ChatCompletionRequest;
   if (body.model !== sim.model) return void sim.error(res, 404, 'NotFoundError', `The model \`${body.model}\` does not exist.`, 'model');
-  let plan = planResponse(body, sim.maxModelLen, await countPrompt(body));
+  const wantsIds = (input as { return_token_ids?: unknown }).return_token_ids === true;
+  const asked = body.max_completion_tokens ?? body.max_tokens;
+  let plan: Plan;
+  let promptIds: number[] | undefined;
+  if (wantsIds) {
+    // The answer is decided whole, then cut to the budget in generated tokens (control tokens count), as the engine does.
+    const request = planRequestOf(body, Infinity);
+    promptIds = encodeHarmony(request.prompt);
+    plan = planResponse(request, promptIds.length);
+  } else {
+    const promptTokens = await countPrompt(body);
+    plan = planResponse(planRequestOf(body, asked ?? Math.max(0, sim.maxModelLen - promptTokens)), promptTokens);
+  }
   if (fault === 'empty-completion' || fault === 'schema-break' || fault === 'invalid-json') plan = brokenOutput(plan, fault);
   const requested = body.max_completion_tokens ?? body.max_tokens ?? 0;
   if (plan.promptTokens + requested > sim.maxModelLen || plan.promptTokens >= sim.maxModelLen)
@@ -62,9 +79,19 @@ async function readAndPlan(sim: Sim, req: IncomingMessage, res: ServerResponse):
   const quirks =
     typeof quirkHeader === 'string' ? new Set(quirkHeader.split(',').map((q) => q.trim()) as ToolCallQuirk[]) : sim.defaultQuirks;
   if ([...quirks].some((q) => q.startsWith('harmony-'))) plan = applyHarmonyLeaks(plan, quirks);
+  let tokens: TokenView | undefined;
+  if (promptIds) {
+    const cut = cutToBudget(harmonyOutput(plan), asked ?? Math.max(0, sim.maxModelLen - promptIds.length));
+    tokens = { prompt: promptIds, steps: cut.steps, end: cut.end };
+    if (cut.cut) {
+      plan.finishReason = 'length';
+      plan.stopReason = null;
+    }
+    plan.completionTokens = idsOf(cut.steps, cut.end).length;
+  }
   const requestId = req.headers['x-request-id'];
   const id = `chatcmpl-${typeof requestId === 'string' && requestId ? requestId : randomHex(plan.random, 32)}`;
-  return { body, plan, fault, quirks, id };
+  return { body, plan, tokens, fault, quirks, id };
 }
 
 /** `POST /v1/chat/completions`: planned up front, then run in the batch (waiting its turn), answered whole or streamed. */

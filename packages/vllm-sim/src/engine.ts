@@ -13,6 +13,8 @@ export interface SimState {
   warming: Promise<void> | undefined;
   ttftMs: number;
   itlMs: number;
+  /** Streams left to die mid-way, and after how many tokens. */
+  death: { tokens: number; mode: 'connection' | 'process'; times: number } | undefined;
 }
 
 export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
@@ -61,6 +63,7 @@ export class Engine {
       warming: undefined,
       ttftMs: options.ttftMs ?? 0,
       itlMs: options.itlMs ?? 0,
+      death: undefined,
     };
   }
 
@@ -73,6 +76,21 @@ export class Engine {
     if (config.cold) state.cold = (this.options.coldStartMs ?? 0) > 0;
     if (config.ttftMs !== undefined) state.ttftMs = config.ttftMs;
     if (config.itlMs !== undefined) state.itlMs = config.itlMs;
+    if (config.dieAfterTokens === null) state.death = undefined;
+    else if (config.dieAfterTokens)
+      state.death = {
+        tokens: config.dieAfterTokens.tokens,
+        mode: config.dieAfterTokens.mode ?? 'connection',
+        times: config.dieAfterTokens.times ?? 1,
+      };
+  }
+
+  /** A stream starting now dies after this many tokens, if a death is armed (each stream takes one). */
+  takeDeath(): { afterTokens: number; mode: 'connection' | 'process' } | undefined {
+    const death = this.state.death;
+    if (!death) return undefined;
+    if (--death.times <= 0) this.state.death = undefined;
+    return { afterTokens: death.tokens, mode: death.mode };
   }
 
   /** The first request after a (re)start waits out the cold start (CUDA graphs compiling). */

@@ -105,4 +105,10 @@ export interface RuntimeConfig {
   cold?: boolean;
   ttftMs?: number;
   itlMs?: number;
+  /**
+   * The next `times` chat streams (1 by default) die after `tokens` generated tokens: the
+   * connection resets (`connection`, the default) or the process exits (`process`), as an
+   * out-of-memory kill or a lost node ends a replica mid-stream. `null` disarms.
+   */
+  dieAfterTokens?: { tokens: number; mode?: 'connection' | 'process'; times?: number } | null;
 }

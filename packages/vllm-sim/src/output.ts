@@ -3,7 +3,9 @@ import type { ChatCompletionRequest } from '@tera-gw/core';
 import { sleep } from './engine.js';
 import { HARMONY_ERRORS } from './faults.js';
 import type { Fault, ToolCallQuirk } from './options.js';
+import { idsStreamEvents, messageOfTokens, type IdsEvent, type TokenView } from './output-ids.js';
 import type { Plan, TokenPiece } from './plan.js';
+import { idsOf } from './steps.js';
 import type { Sim } from './sim.js';
 
 /** One request's generation, decided up front: what both answer paths need. */
@@ -11,6 +13,7 @@ export interface Generation {
   res: ServerResponse;
   body: ChatCompletionRequest;
   plan: Plan;
+  tokens: TokenView | undefined;
   id: string;
   quirks: ReadonlySet<ToolCallQuirk>;
   fault: Fault | undefined;
@@ -22,7 +25,7 @@ export interface Generation {
 }
 
 /** A non-streamed answer after the whole generation's time; faults cut or stall it. False when it did not finish. */
-export async function respond(sim: Sim, { res, body, plan, id, fault, signal, started, prefillMs }: Generation): Promise<boolean> {
+export async function respond(sim: Sim, { res, body, plan, tokens, id, fault, signal, started, prefillMs }: Generation): Promise<boolean> {
   const { state, metrics } = sim.engine;
   if (fault === 'harmony-sse-before-text' || fault === 'harmony-sse-after-text') {
     sim.error(res, 500, 'InternalServerError', HARMONY_ERRORS[3]!);
@@ -31,7 +34,13 @@ export async function respond(sim: Sim, { res, body, plan, id, fault, signal, st
   await sleep(prefillMs + state.ttftMs + state.itlMs * Math.max(0, plan.completionTokens - 1), signal);
   if (signal.aborted) return false;
   metrics.observeTTFT((performance.now() - started) / 1000);
-  const payload = JSON.stringify(completion(sim, body, plan, id));
+  const answer = completion(sim, body, plan, id);
+  if (tokens) {
+    answer.choices[0]!.message = messageOfTokens(sim, plan, tokens);
+    Object.assign(answer.choices[0]!, { token_ids: idsOf(tokens.steps, tokens.end) });
+    Object.assign(answer, { prompt_token_ids: tokens.prompt });
+  }
+  const payload = JSON.stringify(answer);
   if (fault === 'drop-mid-stream' || fault === 'malformed-sse') {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
     res.write(payload.slice(0, Math.floor(payload.length / 2)));
@@ -170,37 +179,57 @@ function streamEvents(
   return events;
 }
 
+/**
+ * The replica dies mid-stream, as an out-of-memory kill or a lost node does: what was written
+ * reaches the client, then the connection resets (`connection`) or the whole process exits
+ * (`process`, for simulators run as processes of their own).
+ */
+function die(res: ServerResponse, mode: 'connection' | 'process'): boolean {
+  setTimeout(() => {
+    if (mode === 'process') process.exit(137);
+    res.socket?.resetAndDestroy();
+  }, 20);
+  return true;
+}
+
+/** After how many events with text a fault strikes; Infinity for none. */
+function faultAfter(fault: Fault | undefined): number {
+  if (fault === 'drop-mid-stream' || fault === 'harmony-sse-after-text') return 2;
+  if (fault === 'stall' || fault === 'malformed-sse') return 1;
+  if (fault === 'harmony-sse-before-text') return 0;
+  return Infinity;
+}
+
 /** The streamed answer, paced; faults cut, stall or corrupt it. False when it did not finish. */
 export async function stream(
   sim: Sim,
-  { res, body, plan, id, quirks, fault, signal, onTokens, started, prefillMs }: Generation,
+  { res, body, plan, tokens, id, quirks, fault, signal, onTokens, started, prefillMs }: Generation,
 ): Promise<boolean> {
   const { state, metrics } = sim.engine;
-  const events = streamEvents(sim, body, plan, id, quirks);
+  const events: IdsEvent[] = tokens
+    ? idsStreamEvents(sim, body, plan, tokens, id, quirks)
+    : streamEvents(sim, body, plan, id, quirks).map(([text, n]) => ({ text, tokens: n, visible: n > 0 }));
   await sleep(prefillMs + state.ttftMs, signal);
   if (signal.aborted) return true;
   res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
   metrics.observeTTFT((performance.now() - started) / 1000);
-  const cutAt =
-    fault === 'drop-mid-stream' || fault === 'harmony-sse-after-text'
-      ? 3
-      : fault === 'stall' || fault === 'malformed-sse'
-        ? 2
-        : fault === 'harmony-sse-before-text'
-          ? 1
-          : Infinity;
-  if (state.itlMs <= 0 && cutAt === Infinity) {
+  const strikeAfter = faultAfter(fault);
+  const death = sim.engine.takeDeath();
+  if (state.itlMs <= 0 && strikeAfter === Infinity && !death) {
     let all = '';
-    for (const [text, tokens] of events) {
-      all += text;
-      onTokens(tokens);
+    for (const event of events) {
+      all += event.text;
+      onTokens(event.tokens);
     }
     res.end(all);
     return true;
   }
+  let visible = 0;
+  let generated = 0;
   for (let i = 0; i < events.length; i++) {
     if (signal.aborted) return true;
-    if (i === cutAt) {
+    if (death && generated >= death.afterTokens) return die(res, death.mode);
+    if (i > 0 && visible >= strikeAfter) {
       // Let the chunks already written reach the client before the connection drops, as a crashed engine would.
       if (fault === 'drop-mid-stream') {
         setTimeout(() => res.destroy(), 20);
@@ -217,10 +246,12 @@ export async function stream(
       res.end('data: {"id":"chatcmpl-broken","choices":[{"delta":{"content":"oo\n\ndata: [DONE]\n\n');
       return true;
     }
-    const [text, tokens] = events[i]!;
-    res.write(text);
-    onTokens(tokens);
-    if (tokens > 0 && i > 1) await sleep(state.itlMs, signal);
+    const event = events[i]!;
+    res.write(event.text);
+    onTokens(event.tokens);
+    generated += event.tokens;
+    if (event.visible) visible++;
+    if (event.tokens > 0 && i > 1) await sleep(state.itlMs, signal);
   }
   res.end();
   return true;

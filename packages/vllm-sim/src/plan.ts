@@ -1,6 +1,7 @@
 import { countPromptTokens, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
 import { encode, decode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import { createRandom, fnv1a, pick, randomHex, randomInt } from './prng.js';
+import { readPrompt, renderPrompt, type PromptReading } from './harmony.js';
 import { instanceOf, withHint } from './schema-instance.js';
 
 export interface PlannedToolCall {
@@ -100,13 +101,6 @@ function prose(random: () => number, approxWords: number, startsText: boolean): 
 
 const joined = (pieces: readonly TokenPiece[]): string => pieces.map((p) => p.text).join('');
 
-function lastUserText(body: ChatCompletionRequest): string {
-  for (let i = body.messages.length - 1; i >= 0; i--) {
-    const m = body.messages[i]!;
-    if (m.role === 'user') return messageText(m);
-  }
-  return '';
-}
 
 const wordsOf = (text: string): string[] =>
   text
@@ -142,21 +136,20 @@ function relevance(text: string, tool: ChatTool): number {
   return score;
 }
 
-function chooseTools(body: ChatCompletionRequest): ChatTool[] {
-  const tools = body.tools ?? [];
-  const choice = body.tool_choice ?? 'auto';
+function chooseTools(request: PlanRequest): ChatTool[] {
+  const tools = request.reading.tools;
+  const choice = request.toolChoice ?? 'auto';
   if (!tools.length || choice === 'none') return [];
   if (typeof choice === 'object') return tools.filter((t) => t.function.name === choice.function.name).slice(0, 1);
-  const last = body.messages.at(-1);
   // After a tool result the model answers, unless the caller insists on a call.
-  if (last?.role === 'tool' && choice === 'auto') return [];
-  const text = lastUserText(body);
+  if (request.reading.toolResult !== undefined && choice === 'auto') return [];
+  const text = request.reading.lastUser;
   const scores = tools.map((t) => relevance(text, t));
   const best = Math.max(0, ...scores);
   // The best fit, and another only when it fits nearly as well (the request asks for both); in the order given.
   let matched = best > 0 ? tools.filter((_, i) => scores[i]! * 2 >= best) : [];
   if (choice === 'required' && !matched.length) matched = [tools[0]!];
-  if (body.parallel_tool_calls === false) matched = matched.slice(0, 1);
+  if (request.parallelToolCalls === false) matched = matched.slice(0, 1);
   return matched.slice(0, 2);
 }
 
@@ -196,22 +189,49 @@ export function countPrompt(body: ChatCompletionRequest): Promise<number> {
   return countPromptTokens(body, { memo });
 }
 
+/** What an answer is decided from: the rendered prompt as the model reads it, and the sampling settings that steer it. */
+export interface PlanRequest {
+  /** The Harmony prompt: with a seed, the answer is a function of it (any replica continues it alike). */
+  prompt: string;
+  reading: PromptReading;
+  seed: number | null | undefined;
+  /** Output tokens allowed; Infinity to decide the whole answer and cut it elsewhere. */
+  budget: number;
+  toolChoice: ChatCompletionRequest['tool_choice'];
+  parallelToolCalls: boolean | null | undefined;
+  stop: string | string[] | null | undefined;
+  jsonObject: boolean;
+}
+
+/** A chat request as the model sees it: rendered in Harmony, read back (tools as their TypeScript-like form tells them). */
+export function planRequestOf(body: ChatCompletionRequest, budget: number): PlanRequest {
+  const prompt = renderPrompt(body);
+  return {
+    prompt,
+    reading: readPrompt(prompt),
+    seed: body.seed,
+    budget,
+    toolChoice: body.tool_choice,
+    parallelToolCalls: body.parallel_tool_calls,
+    stop: body.stop,
+    jsonObject: body.response_format?.type === 'json_object',
+  };
+}
+
 /**
- * Decides a response. Seeded requests are deterministic: the seed and the request's
- * messages pick the words, so the same request with the same seed gives the same text
- * and another seed other text. Unseeded requests vary, as sampling does.
+ * Decides a response. Seeded requests are deterministic: the seed and the rendered prompt pick
+ * the words, so the same prompt with the same seed gives the same text on any replica and
+ * another seed other text. Unseeded requests vary, as sampling does.
  */
-export function planResponse(body: ChatCompletionRequest, contextLength: number, promptTokens: number): Plan {
-  const seed =
-    body.seed != null
-      ? fnv1a(JSON.stringify([body.messages, body.tools ?? null, body.response_format ?? null]), fnv1a(String(body.seed)))
-      : (Math.random() * 0x100000000) >>> 0;
+export function planResponse(request: PlanRequest, promptTokens: number): Plan {
+  const { reading } = request;
+  const seed = request.seed != null ? fnv1a(request.prompt, fnv1a(String(request.seed))) : (Math.random() * 0x100000000) >>> 0;
   const random = createRandom(seed);
-  const budget = body.max_completion_tokens ?? body.max_tokens ?? Math.max(0, contextLength - promptTokens);
+  const budget = request.budget;
 
   // The start is all that is quoted: white space folded over a bounded slice, never the whole prompt.
-  const asked = lastUserText(body).slice(0, 240).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
-  const effort = body.reasoning_effort ?? 'medium';
+  const asked = reading.lastUser.slice(0, 240).replaceAll(/\s+/g, ' ').trim().slice(0, 60);
+  const effort = reading.effort;
   let reasoning = [...tokenPieces(`The user asks: "${asked}".`, random), ...prose(random, REASONING_WORDS[effort], false)];
   let finishReason: Plan['finishReason'] = 'stop';
   let stopReason: string | null = null;
@@ -222,10 +242,10 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number,
     reasoning = reasoning.slice(0, budget);
     finishReason = 'length';
   } else {
-    const tools = chooseTools(body);
+    const tools = chooseTools(request);
     if (tools.length) {
       for (const tool of tools) {
-        const args = withHint(lastUserText(body), () =>
+        const args = withHint(reading.lastUser, () =>
           // As a model calls a tool: what it requires, not every option it could set.
           instanceOf(tool.function.parameters ?? { type: 'object', properties: {} }, random, { requiredOnly: true }),
         );
@@ -233,22 +253,21 @@ export function planResponse(body: ChatCompletionRequest, contextLength: number,
       }
       finishReason = 'tool_calls';
     } else {
-      const format = body.response_format;
-      if (format?.type === 'json_schema') {
-        content = tokenPieces(JSON.stringify(instanceOf(format.json_schema.schema ?? { type: 'object' }, random)), random);
-      } else if (format?.type === 'json_object') {
+      if (reading.responseSchema !== undefined) {
+        content = tokenPieces(JSON.stringify(instanceOf(reading.responseSchema, random)), random);
+      } else if (request.jsonObject) {
         content = tokenPieces(
           JSON.stringify({ answer: joined(prose(random, 6, true)), confidence: Math.round(random() * 100) / 100 }),
           random,
         );
-      } else if (body.messages.at(-1)?.role === 'tool') {
-        const result = messageText(body.messages.at(-1)!).slice(0, 200);
+      } else if (reading.toolResult !== undefined) {
+        const result = reading.toolResult.slice(0, 200);
         content = [...tokenPieces(`Based on the tool result: ${result}.`, random), ...prose(random, 12, false)];
       } else {
         content = prose(random, randomInt(random, 24, 48), true);
       }
-      if (body.stop) {
-        const stopped = applyStop(joined(content), body.stop);
+      if (request.stop) {
+        const stopped = applyStop(joined(content), request.stop);
         if (stopped.stopReason !== null) {
           stopReason = stopped.stopReason;
           content = tokenPieces(stopped.text, random);

@@ -7,6 +7,7 @@ import type { SimMetrics } from './metrics.js';
 import type { RuntimeConfig, SimulatorOptions, ToolCallQuirk } from './options.js';
 import { sendJSON, vllmError, type Sim } from './sim.js';
 import { tokenization } from './tokenize.js';
+import { completions } from './completions.js';
 
 export interface SimulatorHandle {
   /** Base URL, e.g. `http://127.0.0.1:8001` (no `/v1`). */
@@ -75,6 +76,8 @@ function router(sim: Sim) {
         res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': Buffer.byteLength(text) });
         return void res.end(text);
       }
+      case 'POST /v1/completions':
+        return void completions(sim, req, res).catch(failed(res));
       case 'POST /tokenize':
       case 'POST /detokenize':
         return void tokenization(sim, req, res, path === '/tokenize').catch(failed(res));
