@@ -1,4 +1,4 @@
-import { countPromptTokens, countTextTokens, messageText, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
+import { countPromptTokens, countTextTokens, type ChatCompletionRequest, type ChatTool } from '@tera-gw/core';
 import { encode, decode } from 'gpt-tokenizer/encoding/o200k_harmony';
 import { createRandom, fnv1a, pick, randomHex, randomInt } from './prng.js';
 import { readPrompt, renderPrompt, type PromptReading } from './harmony.js';
