@@ -72,6 +72,8 @@ export interface UpstreamOutcome {
   error?: { type: string; message: string };
   /** `'fallback'` when the overflow provider answered instead of the pool. */
   servedBy?: 'pool' | 'fallback';
+  /** Times the stream was resumed on another replica after its replica failed mid-stream. */
+  resumes?: number;
 }
 
 /** A tool call as the tool-call stage assembled it, for telemetry and logs. */

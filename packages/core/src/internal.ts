@@ -20,4 +20,4 @@ export {
   type UpstreamSSEHandlers,
 } from './sse.js';
 export { formatParam, contextLengthExceeded, MAX_JSON_DEPTH } from './validate.js';
-export { countPromptTokensSync } from './tokens.js';
+export { countPromptTokensSync, decodeTokenIds } from './tokens.js';

@@ -38,6 +38,13 @@ export interface ChunkPipelineOptions {
   onDone: () => void;
   /** Largest single SSE event accepted. */
   maxEventBytes?: number;
+  /** Members the gateway asked for and the caller did not (`token_ids`), cut from the upstream's bytes kept as they are. */
+  cutMembers?: (data: string) => string;
+  /**
+   * Chunks that carry nothing for the caller (an empty delta, no finish): the control tokens a
+   * replica reports when asked for token ids. Observed, then dropped.
+   */
+  dropEmptyDeltas?: boolean;
 }
 
 export interface ChunkPipeline {
@@ -56,6 +63,12 @@ export interface ChunkPipeline {
 type Delta = { content?: unknown; reasoning?: unknown; reasoning_content?: unknown; tool_calls?: unknown[] | null; role?: unknown };
 const carriesText = (delta: Delta | undefined) =>
   !!delta && !!(delta.content || delta.reasoning || delta.reasoning_content || delta.tool_calls?.length);
+
+function isEmptyDelta(delta: object | undefined): boolean {
+  if (!delta) return true;
+  for (const key in delta) if ((delta as Record<string, unknown>)[key] !== undefined) return false;
+  return true;
+}
 
 /** The SSE text that ends a stream with an error, in the response's own shape (chat, or Responses events). */
 export function errorEventText(ctx: RequestContext, error: TeraError): string {
@@ -101,7 +114,7 @@ export function createChunkPipeline(options: ChunkPipelineOptions): ChunkPipelin
     // A usage-only chunk is never kept: usage meters add to it.
     if (keepBytes && c === upstream && c.choices.length > 0 && !isChanged(c)) {
       const kept = cutUsage ? withoutUsageMember(data) : data;
-      if (kept !== undefined) return write(encodeRawChunk(kept));
+      if (kept !== undefined) return write(encodeRawChunk(options.cutMembers ? options.cutMembers(kept) : kept));
     }
     write(encode(c));
   };
@@ -120,6 +133,7 @@ export function createChunkPipeline(options: ChunkPipelineOptions): ChunkPipelin
     }
     observe?.(chunk);
     if (chunk.usage) ctx.usage = chunk.usage;
+    if (options.dropEmptyDeltas && choice && !choice.finish_reason && !choice.logprobs && isEmptyDelta(choice.delta)) return;
     if (callerUsage && chunk.choices.length === 0 && chunk.usage && !callerUsage.include) return;
     // Set to undefined rather than deleted: JSON.stringify drops it, and the object keeps its shape.
     const cutUsage = !!callerUsage && !!chunk.usage && chunk.choices.length > 0 && !callerUsage.continuous;

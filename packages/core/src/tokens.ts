@@ -32,6 +32,15 @@ export const MAX_PIECE_CHARS = 512;
 /** True once `loadTokenizer()` has finished: `countTextTokens` may be called synchronously. */
 export const tokenizerLoaded = (): boolean => encoding !== undefined;
 
+/**
+ * The text of gpt-oss token ids, Harmony's control tokens written out (`<|channel|>`...), as a
+ * replica's output reads before its parser splits it. Needs `loadTokenizer()` to have finished.
+ */
+export function decodeTokenIds(ids: ArrayLike<number>): string {
+  if (!encoding) throw new Error('decodeTokenIds() needs loadTokenizer() to have finished');
+  return encoding.decode(Array.from(ids));
+}
+
 // A stream's deltas are a token or two each and repeat a small vocabulary: counting one costs
 // a BPE pass (7% of a streamed event's CPU), a map lookup a tenth of that. Bounded: when full
 // it starts over, so hostile text cannot grow it.

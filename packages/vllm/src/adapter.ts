@@ -40,6 +40,11 @@ export interface AdapterEvents {
   capacity: [replica: string, capacity: number];
   /** A host name of `replicas` could not be resolved: its replicas stay as they were. */
   resolveError: [url: string, error: string];
+  /**
+   * A stream's replica failed after text: `started` (another replica continues it), `completed`
+   * (the continuation finished the stream), `no_replica` or `limit` (not resumed: the error event).
+   */
+  resume: [ctx: RequestContext, replica: string, outcome: 'started' | 'completed' | 'no_replica' | 'limit'];
 }
 
 export interface VllmAdapter extends Middleware {
@@ -173,6 +178,7 @@ export function vllm(input: VllmOptions): VllmAdapter {
     retryAfter,
     cacheSalt,
     outputChecks,
+    maxResumes: options.resume === false ? 0 : options.resume.maxResumes,
   });
   const candidates = (): Replica[] => set.active.filter((r) => r.available);
   const upstreamKey: Record<string, string> = options.apiKey ? { authorization: `Bearer ${options.apiKey}` } : {};

@@ -103,6 +103,22 @@ export const vllmOptionsSchema = z.strictObject({
    * no text), `structuredOutput` (a strict `json_schema` or a `json_object` answer that breaks
    * it; in a stream, text has gone out, so the violation ends it with an error event).
    */
+  /**
+   * A stream whose replica fails after text reached the caller (reset, closed, a broken body, an
+   * error event of the replica's) is continued on another ready replica from its last token: the
+   * chat request asks `return_token_ids` (vLLM 0.10.2+), and the continuation goes to
+   * `/v1/completions` as the prompt's ids plus the generated ones. `false` ends such streams with
+   * an error event. Streams with structured output, stop sequences or logprobs are not resumed.
+   */
+  resume: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        /** Resumptions per stream. @defaultValue 2 */
+        maxResumes: z.int().min(1).max(5).default(2),
+      }),
+    ])
+    .prefault({}),
   outputChecks: z
     .strictObject({
       /** @defaultValue true */

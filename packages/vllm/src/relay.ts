@@ -22,6 +22,7 @@ import {
 import type { AdapterEvents } from './adapter.js';
 import { classify } from './outcome.js';
 import { isEmptyCompletion, structuredOutputCheck } from './output-checks.js';
+import { ContinuationTranslator, TokenLog, withoutTokenIds, type StreamIdentity } from './resume.js';
 import { UsageMeter } from './usage.js';
 import { ClientGone, readResponse, type Timeouts } from './attempt.js';
 import type { Replica } from './replica.js';
@@ -40,10 +41,29 @@ export interface RelayDeps {
   outputChecks: { emptyCompletions: boolean; structuredOutput: boolean };
 }
 
-/** One response's stream across attempts: a retry continues it after an earlier attempt's role chunk. */
+/** The replica failed after text reached the caller, and the stream can be resumed elsewhere from its token ids. */
+export class Resume extends Error {
+  constructor(
+    readonly fault: UpstreamFault,
+    /** What the caller reads if it cannot be resumed. */
+    readonly error: TeraError,
+  ) {
+    super(fault.message);
+  }
+}
+
+/** One response's stream across attempts: a retry continues it after an earlier attempt's role chunk, a resumption after its last token. */
 export interface StreamState {
   /** Headers and the first (role) chunk went to the client. */
   started: boolean;
+  /** Reasoning counted across every attempt that reached the caller. */
+  readonly meter: UsageMeter;
+  /** The stream's token ids, when the gateway asked for them (it can be resumed). */
+  tokens: TokenLog | undefined;
+  /** The id, `created` and model of the caller's stream, from its first chunk. */
+  identity: StreamIdentity | undefined;
+  /** Resumptions so far. */
+  resumes: number;
 }
 
 /** What the caller asked of usage in its stream (the gateway asks the replica for it on every chunk). */
@@ -129,7 +149,6 @@ async function readCompletion(response: IncomingMessage, idleMs: number, deadlin
  */
 export class StreamRelay {
   private readonly pipeline: ChunkPipeline;
-  private readonly meter = new UsageMeter();
   private readonly total: NodeJS.Timeout;
   private idle: NodeJS.Timeout | undefined;
   private pending = '';
@@ -147,6 +166,8 @@ export class StreamRelay {
     caller: CallerUsage,
     deadline: number,
     private readonly stream: StreamState,
+    /** A continuation's completions stream, read into chat chunks before the pipeline. */
+    private readonly translator?: ContinuationTranslator,
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
@@ -158,7 +179,9 @@ export class StreamRelay {
       write: (text) => (this.pending += text),
       callerUsage: caller,
       continuing: stream.started,
-      emptyCompletion: deps.outputChecks.emptyCompletions,
+      // A continuation may have nothing left but its finish.
+      emptyCompletion: deps.outputChecks.emptyCompletions && !translator,
+      ...(stream.tokens ? { cutMembers: withoutTokenIds, dropEmptyDeltas: true } : {}),
       ...(check ? { checkContent: check } : {}),
       observe: (chunk) => this.onChunk(chunk),
       onFailure: (failure) => this.onFailure(failure),
@@ -182,7 +205,7 @@ export class StreamRelay {
   private onData(text: string): void {
     if (this.settled) return;
     this.armIdle();
-    this.pipeline.feed(text);
+    this.pipeline.feed(this.translator ? this.translator.feed(text) : text);
     this.flush();
   }
 
@@ -190,10 +213,13 @@ export class StreamRelay {
   private onChunk(chunk: ChatCompletionChunk): void {
     const outcome = this.ctx.upstream!;
     if (outcome.responseId === undefined) outcome.responseId = chunk.id;
-    this.meter.observeChunk(chunk);
+    const stream = this.stream;
+    stream.tokens?.observe(chunk);
+    stream.identity ??= { id: chunk.id, created: chunk.created, model: chunk.model };
+    stream.meter.observeChunk(chunk);
     const finish = chunk.choices[0]?.finish_reason;
     if (finish) outcome.finishReason = finish;
-    if (chunk.choices.length === 0 && chunk.usage) this.meter.complete(chunk.usage);
+    if (chunk.choices.length === 0 && chunk.usage) stream.meter.complete(chunk.usage);
   }
 
   private onDone(): void {
@@ -231,6 +257,14 @@ export class StreamRelay {
       }
     }
     const error = streamFailureError(failure);
+    if (replicaFault && this.resumable()) {
+      // The replica's fault, after text: counted once against it here; serve continues the stream on another replica.
+      this.record(failure, replicaFault);
+      this.flush();
+      this.settle();
+      this.response.destroy();
+      return this.reject(new Resume(replicaFault, error));
+    }
     if (!this.stream.started && !this.pending) {
       // Nothing sent yet: an ordinary error answer.
       this.settle();
@@ -243,6 +277,12 @@ export class StreamRelay {
     this.response.destroy();
     endStreamWithError(this.res, this.ctx, error);
     this.resolve();
+  }
+
+  /** The stream's ids are known (the replica sent them) and the caller is still there. */
+  private resumable(): boolean {
+    const { tokens, identity } = this.stream;
+    return identity !== undefined && tokens !== undefined && tokens.complete && !this.ctx.signal.aborted;
   }
 
   /** The replica's own fault in a failure (a broken connection, malformed data, an error event that is not the model's), if it is one. */
@@ -313,7 +353,7 @@ export class StreamRelay {
     if (this.settled) return false;
     this.settled = true;
     // However the stream ends (aborted, broken, retried), its last usage gets its reasoning count.
-    if (this.ctx.usage) this.meter.complete(this.ctx.usage);
+    if (this.ctx.usage) this.stream.meter.complete(this.ctx.usage);
     clearTimeout(this.idle);
     clearTimeout(this.total);
     return true;

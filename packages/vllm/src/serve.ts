@@ -20,11 +20,13 @@ import {
 import type { RouteRequest, Router } from '@tera-gw/router';
 import { ClientGone, readResponse, sendAttempt, type Attempt } from './attempt.js';
 import { classify } from './outcome.js';
-import { settleAbortedUsage } from './usage.js';
+import { ContinuationTranslator, TokenLog, continuationPayload, notResumable } from './resume.js';
+import { UsageMeter, settleAbortedUsage } from './usage.js';
 import {
   StreamRelay,
   endStreamWithError,
   relayCompletion,
+  Resume,
   Retryable,
   type CallerUsage,
   type RelayDeps,
@@ -52,6 +54,8 @@ export interface ServeDeps extends RelayDeps {
   fallback?: { replica: Replica; headers: Readonly<Record<string, string>>; model?: string | undefined } | undefined;
   /** An attempt ended: its replica has room again. */
   onRelease: () => void;
+  /** Resume a stream whose replica failed after text, on another replica, from its token ids (at most this many times). */
+  maxResumes: number;
 }
 
 /** What one request sends upstream, built once and sent by every attempt. */
@@ -66,6 +70,10 @@ interface UpstreamRequest {
   /** Sent to the overflow provider instead of the pool. */
   overflow: boolean;
   deadline: number;
+  /** The tenant's `cache_salt`, for a continuation too. */
+  salt: string | undefined;
+  /** The stream asks for token ids and may be resumed. */
+  resumable: boolean;
 }
 
 /** Where a request's attempts stand. */
@@ -79,6 +87,8 @@ interface Attempts {
   staleRetries: number;
   /** The next attempt takes its turn in admission first (a retry after the model's output failed). */
   readmit: boolean;
+  /** The failure being resumed: the next attempt continues the stream instead of starting it. */
+  resuming: Resume | undefined;
 }
 
 /** What a failed attempt means for the request. */
@@ -87,6 +97,8 @@ type Decision =
   /** The request never ran (a stale keep-alive socket, a breaker that refused since the pick): no attempt spent; `again` on the same replica. */
   | { next: 'retry-uncounted'; again: boolean }
   | { next: 'gone' }
+  /** The replica failed after text: the next attempt continues the stream on another replica. */
+  | { next: 'resume' }
   | { next: 'answer'; error: TeraError };
 
 /**
@@ -129,8 +141,11 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     }
     // Usage is always asked for upstream, on every chunk, so it is known for limits and billing even when the
     // client leaves or the stream breaks; the caller sees what it asked for.
-    const upstreamBody = { ...body };
+    const upstreamBody: ChatCompletionRequest & { return_token_ids?: boolean } = { ...body };
     if (streaming) upstreamBody.stream_options = { ...body.stream_options, include_usage: true, continuous_usage_stats: true };
+    // The ids of the prompt and of every generated token: what resuming the stream elsewhere needs (vLLM 0.10.2+).
+    const resumable = streaming && deps.maxResumes > 0 && !overflow && notResumable(body) === undefined;
+    if (resumable) upstreamBody.return_token_ids = true;
     if (overflow) {
       // A fallback provider is any OpenAI-compatible API: vLLM's own fields stay home (the salt too, below).
       if (upstreamBody.stream_options) {
@@ -159,6 +174,8 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       route: { promptCacheKey: ctx.local?.promptCacheKey, prompt: body, partition: salt },
       overflow,
       deadline: performance.now() + timeouts.totalMs,
+      salt,
+      resumable,
     };
   }
 
@@ -193,7 +210,13 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     record: AttemptRecord,
   ): Promise<TeraError | undefined> {
     const { ctx, streaming } = request;
-    const { response, request: upstream } = await replica.breaker.run(() => sendChecked(request, replica));
+    const resuming = state.resuming;
+    // A chat attempt starts the generation over: ids an earlier attempt logged before its text are not this one's.
+    if (!resuming && request.resumable) state.stream.tokens = new TokenLog();
+    const send = resuming
+      ? { payload: continuationPayload(request.body, state.stream.tokens!, request.salt), path: '/v1/completions' }
+      : { payload: request.payload, path: undefined };
+    const { response, request: upstream } = await replica.breaker.run(() => sendChecked(request, replica, send));
     const status = response.statusCode ?? 0;
     record.status = status;
     if (status >= 400 || (streaming && !isEventStreamResponse(response))) {
@@ -206,8 +229,15 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const onAbort = () => upstream.destroy();
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     try {
-      if (streaming) await new StreamRelay(deps, response, res, ctx, replica, request.caller, request.deadline, state.stream).done;
+      const translator = resuming ? continuationTranslator(ctx, state.stream) : undefined;
+      if (streaming)
+        await new StreamRelay(deps, response, res, ctx, replica, request.caller, request.deadline, state.stream, translator).done;
       else await relayCompletion(deps, response, res, ctx, request.deadline);
+      if (resuming) {
+        state.resuming = undefined;
+        recordEvent(ctx, 'tera.resume', { 'tera.replica': replica.id, 'tera.resume.outcome': 'completed' });
+        events.emit('resume', ctx, replica.id, 'completed');
+      }
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
     }
@@ -215,8 +245,8 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   }
 
   /** Sends the attempt inside the breaker: only a replica fault leaves it as an UpstreamFault, so only those are counted. */
-  async function sendChecked(request: UpstreamRequest, replica: Replica): Promise<Attempt> {
-    const attempt = await sendAttempt(replica, request.payload, request.headers, timeouts, request.ctx.signal);
+  async function sendChecked(request: UpstreamRequest, replica: Replica, send: { payload: Buffer; path: string | undefined }): Promise<Attempt> {
+    const attempt = await sendAttempt(replica, send.payload, request.headers, timeouts, request.ctx.signal, send.path);
     const status = attempt.response.statusCode ?? 0;
     if (status < 500) return attempt;
     const text = await readResponse(attempt.response, timeouts.idleMs, request.deadline, request.ctx.signal).catch(() => Buffer.alloc(0));
@@ -239,6 +269,7 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       record.outcome = 'aborted';
       return { next: 'gone' };
     }
+    if (err instanceof Resume) return resumeOrEnd(err, request, replica, state, record);
     if (err instanceof ModelOutputFailure || err instanceof RequestFailure) {
       // Not the replica's fault: retried, never counted against its breaker.
       state.last = err;
@@ -282,6 +313,36 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     record.error = err instanceof Error ? err.message : String(err);
     if (err instanceof TeraError) return { next: 'answer', error: err };
     throw err;
+  }
+
+  /**
+   * Step 4b: the replica failed after text. Another ready replica continues the stream from its
+   * last token (at most `maxResumes` times, never on the replica that failed); without one, the
+   * stream ends with the error event as before.
+   */
+  function resumeOrEnd(err: Resume, request: UpstreamRequest, replica: Replica, state: Attempts, record: AttemptRecord): Decision {
+    const { ctx } = request;
+    record.outcome = 'retried';
+    record.error = err.message;
+    const another = replicas().some((r) => r.available && r !== replica);
+    const outcome = state.stream.resumes >= deps.maxResumes ? 'limit' : another ? 'resuming' : 'no_replica';
+    recordEvent(ctx, 'tera.resume', { 'tera.replica': replica.id, 'tera.resume.outcome': outcome });
+    if (outcome !== 'resuming') {
+      events.emit('resume', ctx, replica.id, outcome);
+      return { next: 'answer', error: err.error };
+    }
+    // The failed replica is tried already; a continuation never goes back to it.
+    state.stream.resumes++;
+    state.resuming = err;
+    ctx.upstream!.resumes = state.stream.resumes;
+    events.emit('resume', ctx, replica.id, 'started');
+    return { next: 'resume' };
+  }
+
+  /** A continuation's chunks look like the stream's own: its id, its prompt's tokens in the usage. */
+  function continuationTranslator(ctx: RequestContext, stream: StreamState): ContinuationTranslator {
+    const log = stream.tokens!;
+    return new ContinuationTranslator(stream.identity!, log, log.prompt!.length, ctx.usage?.prompt_tokens_details);
   }
 
   /** Step 5: every attempt failed, or none could be made: the error the caller reads (fixed text; the failure is in the spans). */
@@ -335,17 +396,18 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
     const state: Attempts = {
       outcome,
       tried: new Set(),
-      stream: { started: false },
+      stream: { started: false, meter: new UsageMeter(), tokens: undefined, identity: undefined, resumes: 0 },
       last: undefined,
       sameReplicaAllowed: false,
       staleRetries: 0,
       readmit: false,
+      resuming: undefined,
     };
     /** An error answer, or one error event when an earlier attempt already started the stream. */
     const answer = (error: TeraError) => (state.stream.started ? endStreamWithError(res, ctx, error) : sendError(res, error));
     const gone = () => settleAbortedUsage(ctx, request.body, state.stream.started);
 
-    while (outcome.attempts < maxAttempts && performance.now() < request.deadline) {
+    while (outcome.attempts < maxAttempts + state.stream.resumes && performance.now() < request.deadline) {
       if (ctx.signal.aborted) return gone();
       if (!(await readmitted(request, state, answer))) return ctx.signal.aborted ? gone() : undefined;
       const replica = pickReplica(request, state);
