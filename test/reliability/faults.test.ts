@@ -160,17 +160,20 @@ describe('faults', () => {
     await until(() => gateway.upstream.replicas().every((r) => r.state === 'ready'), 10_000, 'the replicas back');
   });
 
-  it.each(['drop-mid-stream', 'stall', 'malformed-sse'])('%s after text: the stream is resumed on the other replica and completes; no hang', async (fault) => {
-    const resumed: string[] = [];
-    const listener = (_ctx: unknown, _replica: string, how: string) => resumed.push(how);
-    gateway.upstream.events.on('resume', listener);
-    const res = await call({ stream: true }, { 'x-sim-fault': fault });
-    expect(await outcome(res)).toBe('complete');
-    gateway.upstream.events.off('resume', listener);
-    expect(resumed).toEqual(['started', 'completed']);
-    await settle();
-    expect(store.inFlight('faults')).toBe(0);
-  });
+  it.each(['drop-mid-stream', 'stall', 'malformed-sse'])(
+    '%s after text: the stream is resumed on the other replica and completes; no hang',
+    async (fault) => {
+      const resumed: string[] = [];
+      const listener = (_ctx: unknown, _replica: string, how: string) => resumed.push(how);
+      gateway.upstream.events.on('resume', listener);
+      const res = await call({ stream: true }, { 'x-sim-fault': fault });
+      expect(await outcome(res)).toBe('complete');
+      gateway.upstream.events.off('resume', listener);
+      expect(resumed).toEqual(['started', 'completed']);
+      await settle();
+      expect(store.inFlight('faults')).toBe(0);
+    },
+  );
 
   it('a 503 storm trips every breaker (503 to callers), and they recover through half-open', async () => {
     const storm = createGateway({

@@ -27,6 +27,7 @@ export function accessLine(ctx: RequestContext, res: ServerResponse, prices: Pri
   if (ctx.pool?.queueMs !== undefined) line.queueMs = round(ctx.pool.queueMs);
   if (upstream) {
     Object.assign(line, { ttfbMs: round(upstream.firstByteMs), replica: upstream.replica, attempts: upstream.attempts });
+    if (upstream.resumes) line.resumes = upstream.resumes;
     line.servedBy = upstream.servedBy ?? 'pool';
     const retries = (upstream.attemptLog ?? []).filter((a) => a.outcome === 'retried').map((a) => ({ replica: a.replica, why: a.error }));
     if (retries.length) line.retries = retries;
@@ -91,4 +92,11 @@ export function logLifecycle(upstream: VllmAdapter, logger: Logger): void {
   });
   upstream.events.on('capacity', (replica, capacity) => logger.info({ replica, capacity }, 'capacity learned'));
   upstream.events.on('resolveError', (url, error) => logger.warn({ url, error }, 'replica name did not resolve'));
+  // Per stream, but rare: a replica lost mid-stream, and what became of the stream.
+  upstream.events.on('resume', (ctx, replica, outcome) => {
+    const fields = { requestId: ctx.id, replica, outcome, generatedTokens: ctx.usage?.completion_tokens };
+    if (outcome === 'started') logger.info(fields, 'stream resuming on another replica');
+    else if (outcome === 'completed') logger.info(fields, 'stream resumed');
+    else logger.warn(fields, 'stream not resumed');
+  });
 }

@@ -73,6 +73,7 @@ function telemetryStage(options: ParsedGatewayOptions, upstream: VllmAdapter, lo
   });
   t.observeReplicas(upstream.replicas);
   upstream.events.on('breaker', (replica, state) => t.recordBreakerState(replica, state));
+  upstream.events.on('resume', (_ctx, _replica, outcome) => t.recordResume(outcome));
   return { stage: stageOf(options, 'telemetry', () => t), prometheus };
 }
 

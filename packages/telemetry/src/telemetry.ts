@@ -68,6 +68,8 @@ export interface TelemetryStage extends Middleware {
   readonly observeReplicas: (list: () => ReadonlyArray<{ url: string; state: string; breaker: string }>) => void;
   /** A breaker changed state: counted in `tera.breaker.transitions`. */
   readonly recordBreakerState: (replica: string, state: string) => void;
+  /** A stream's replica failed after text: counted in `tera.resumes` (`tera_resumes_total{outcome}`). */
+  readonly recordResume: (outcome: string) => void;
 }
 
 const epochMs = (performanceTime: number) => performance.timeOrigin + performanceTime;
@@ -137,6 +139,42 @@ function boundedLabel(served: string): (name: string) => string {
   };
 }
 
+/** Per key, for billing dashboards and Prometheus: these names (with `_total` for counters) are a documented contract. */
+function createKeyInstruments(meter: Meter) {
+  const keyTokens = new SummedCounter(meter, 'tera_usage_tokens', {
+    description: 'Tokens per key by token_type: input, output (reasoning included), reasoning, cached',
+  });
+  const keyCost = new SummedCounter(meter, 'tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
+  const budgetRemaining = { usd: new Map<string, number>(), tokens: new Map<string, number>() };
+  meter
+    .createObservableGauge('tera_budget_remaining_usd', { description: 'USD left in the current budget period of keys with a USD budget' })
+    .addCallback((result) => {
+      for (const [keyId, usd] of budgetRemaining.usd) result.observe(usd, { key_id: keyId });
+    });
+  meter
+    .createObservableGauge('tera_budget_remaining_tokens', {
+      description: 'Tokens left in the current budget period of keys with a token budget',
+    })
+    .addCallback((result) => {
+      for (const [keyId, tokens] of budgetRemaining.tokens) result.observe(tokens, { key_id: keyId });
+    });
+  return { keyTokens, keyCost, budgetRemaining };
+}
+
+/** `tera.replica.ready`: 1 per replica that can take a request, read from the adapter when scraped. */
+function createReplicaGauge(meter: Meter) {
+  const replicas: { source?: () => ReadonlyArray<{ url: string; state: string; breaker: string }> } = {};
+  const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
+    description: '1 when the replica is warm, healthy and its breaker not open',
+  });
+  replicaReady.addCallback((result) => {
+    for (const r of replicas.source?.() ?? [])
+      result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
+  });
+
+  return replicas;
+}
+
 /** The GenAI conventions' instruments and the gateway's own, on one meter. */
 function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
   const tokenUsage = meter.createHistogram(METRIC.tokenUsage, {
@@ -176,33 +214,13 @@ function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
     unit: '{transition}',
     description: 'Circuit breaker state changes',
   });
+  const resumes = meter.createCounter('tera.resumes', {
+    unit: '{resume}',
+    description: 'Streams whose replica failed after text, by outcome: started, completed, no_replica, limit',
+  });
   const repairs = meter.createCounter(METRIC.repairs, { unit: '{repair}', description: 'Repairs the response stages made, by kind' });
-  // Per key, for billing dashboards and Prometheus: these names (with `_total` for counters) are a documented contract.
-  const keyTokens = new SummedCounter(meter, 'tera_usage_tokens', {
-    description: 'Tokens per key by token_type: input, output (reasoning included), reasoning, cached',
-  });
-  const keyCost = new SummedCounter(meter, 'tera_usage_cost_usd', { description: 'Cost per key in USD at the model prices' });
-  const budgetRemaining = { usd: new Map<string, number>(), tokens: new Map<string, number>() };
-  meter
-    .createObservableGauge('tera_budget_remaining_usd', { description: 'USD left in the current budget period of keys with a USD budget' })
-    .addCallback((result) => {
-      for (const [keyId, usd] of budgetRemaining.usd) result.observe(usd, { key_id: keyId });
-    });
-  meter
-    .createObservableGauge('tera_budget_remaining_tokens', {
-      description: 'Tokens left in the current budget period of keys with a token budget',
-    })
-    .addCallback((result) => {
-      for (const [keyId, tokens] of budgetRemaining.tokens) result.observe(tokens, { key_id: keyId });
-    });
-  const replicas: { source?: () => ReadonlyArray<{ url: string; state: string; breaker: string }> } = {};
-  const replicaReady = meter.createObservableGauge(METRIC.replicaReady, {
-    description: '1 when the replica is warm, healthy and its breaker not open',
-  });
-  replicaReady.addCallback((result) => {
-    for (const r of replicas.source?.() ?? [])
-      result.observe(r.state === 'ready' && r.breaker !== 'open' ? 1 : 0, { [ATTR.replica]: r.url });
-  });
+  const { keyTokens, keyCost, budgetRemaining } = createKeyInstruments(meter);
+  const replicas = createReplicaGauge(meter);
 
   return {
     tokenUsage,
@@ -214,6 +232,7 @@ function createInstruments(meter: Meter, model: string, legacyNames: boolean) {
     inFlight,
     inFlightAttributes,
     breakerTransitions,
+    resumes,
     repairs,
     keyTokens,
     keyCost,
@@ -319,6 +338,7 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     if (ctx.upstream?.servedBy) a[ATTR.servedBy] = ctx.upstream.servedBy;
     if (upstream) {
       a[ATTR.attempts] = upstream.attempts;
+      if (upstream.resumes) a['tera.resumed'] = upstream.resumes;
       if (upstream.replica) a[ATTR.replica] = upstream.replica;
       if (upstream.responseId) a[ATTR.responseId] = upstream.responseId;
       if (upstream.finishReason) a[ATTR.responseFinishReasons] = [upstream.finishReason];
@@ -495,5 +515,6 @@ export function telemetry(input: TelemetryOptions = {}): TelemetryStage {
     },
     recordBreakerState: (replica: string, state: string) =>
       instruments.breakerTransitions.add(1, { [ATTR.replica]: replica, [ATTR.breakerState]: state }),
+    recordResume: (outcome: string) => instruments.resumes.add(1, { outcome }),
   });
 }

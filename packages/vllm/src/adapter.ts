@@ -127,10 +127,21 @@ export function vllm(input: VllmOptions): VllmAdapter {
       monitor.added(r);
     },
     onDraining: (r) => {
+      // Streams still running when the drain timeout ends are resumed elsewhere: a drain never breaks a stream, nor waits forever.
+      if (options.resume !== false) {
+        const drainTimeoutMs = options.resume.drainTimeoutMs;
+        r.drainTimer = setTimeout(() => {
+          for (const stream of [...r.streams]) stream.moveAway();
+        }, drainTimeoutMs);
+        r.drainTimer.unref();
+      }
       events.emit('replicaState', r.id, 'draining', 'it left the set of replicas');
       roomMayHaveGrown();
     },
-    onRemoved: (r) => events.emit('replicaRemoved', r.id),
+    onRemoved: (r) => {
+      clearTimeout(r.drainTimer);
+      events.emit('replicaRemoved', r.id);
+    },
     onResolveError: (url, err) => events.emit('resolveError', url, err instanceof Error ? err.message : String(err)),
   });
   const pool = createPool(() => set.all);

@@ -116,6 +116,11 @@ export const vllmOptionsSchema = z.strictObject({
       z.strictObject({
         /** Resumptions per stream. @defaultValue 2 */
         maxResumes: z.int().min(1).max(5).default(2),
+        /**
+         * A replica leaving the set drains: no new requests, its streams finish there; those still
+         * running after this long are resumed on another replica. @defaultValue 30000
+         */
+        drainTimeoutMs: z.int().min(0).default(30_000),
       }),
     ])
     .prefault({}),

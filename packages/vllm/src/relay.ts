@@ -153,6 +153,10 @@ export class StreamRelay {
   private idle: NodeJS.Timeout | undefined;
   private pending = '';
   private settled = false;
+  /** The stream is being moved off a draining replica: not the replica's fault. */
+  private moving = false;
+  /** The finish came: the answer is whole, only usage and `[DONE]` may follow (nothing to resume). */
+  private answered = false;
   private resolve!: () => void;
   private reject!: (err: unknown) => void;
   readonly done: Promise<void>;
@@ -199,6 +203,18 @@ export class StreamRelay {
     response.once('error', (err) => this.onUpstreamError(`the stream broke off: ${err.message}`));
     response.once('aborted', () => this.onUpstreamError('the stream broke off'));
     ctx.signal.addEventListener('abort', () => this.onClientClose(), { once: true });
+    replica.streams.add(this);
+  }
+
+  /**
+   * The replica drains and its time is up: the stream continues on another replica from its last
+   * token, as after a failure, without counting against this one. A stream with no text yet, or
+   * that cannot be resumed, finishes where it is.
+   */
+  moveAway(): void {
+    if (this.settled || !this.pipeline.sawText || !this.resumable()) return;
+    this.moving = true;
+    this.pipeline.fail({ kind: 'broken', cause: 'reset', reason: 'the replica is draining' });
   }
 
   /** Bytes from the replica: decoded, transformed and written once per read (the first event at once). */
@@ -218,7 +234,10 @@ export class StreamRelay {
     stream.identity ??= { id: chunk.id, created: chunk.created, model: chunk.model };
     stream.meter.observeChunk(chunk);
     const finish = chunk.choices[0]?.finish_reason;
-    if (finish) outcome.finishReason = finish;
+    if (finish) {
+      outcome.finishReason = finish;
+      this.answered = true;
+    }
     if (chunk.choices.length === 0 && chunk.usage) stream.meter.complete(chunk.usage);
   }
 
@@ -259,7 +278,7 @@ export class StreamRelay {
     const error = streamFailureError(failure);
     if (replicaFault && this.resumable()) {
       // The replica's fault, after text: counted once against it here; serve continues the stream on another replica.
-      this.record(failure, replicaFault);
+      if (!this.moving) this.record(failure, replicaFault);
       this.flush();
       this.settle();
       this.response.destroy();
@@ -282,7 +301,7 @@ export class StreamRelay {
   /** The stream's ids are known (the replica sent them) and the caller is still there. */
   private resumable(): boolean {
     const { tokens, identity } = this.stream;
-    return identity !== undefined && tokens !== undefined && tokens.complete && !this.ctx.signal.aborted;
+    return identity !== undefined && tokens !== undefined && tokens.complete && !this.answered && !this.ctx.signal.aborted;
   }
 
   /** The replica's own fault in a failure (a broken connection, malformed data, an error event that is not the model's), if it is one. */
@@ -352,6 +371,7 @@ export class StreamRelay {
   private settle(): boolean {
     if (this.settled) return false;
     this.settled = true;
+    this.replica.streams.delete(this);
     // However the stream ends (aborted, broken, retried), its last usage gets its reasoning count.
     if (this.ctx.usage) this.stream.meter.complete(this.ctx.usage);
     clearTimeout(this.idle);

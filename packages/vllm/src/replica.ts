@@ -31,6 +31,10 @@ export class Replica {
   readonly basePath: string;
   state: ReplicaState = 'cold';
   inFlight = 0;
+  /** Streams relayed from this replica now: a draining replica's are moved after the drain timeout. */
+  readonly streams = new Set<{ moveAway(): void }>();
+  /** Set while the replica drains: when its streams move elsewhere. */
+  drainTimer: NodeJS.Timeout | undefined;
   /** Last values scraped from `/metrics`; undefined while none could be read. */
   metrics: { waiting?: number; running?: number; kvCacheUsage?: number } | undefined;
   consecutiveHealthFailures = 0;

@@ -1,10 +1,4 @@
-import {
-  CONTEXT_LENGTH,
-  newToolCallId,
-  type ChatCompletionChunk,
-  type ChatCompletionRequest,
-  type Usage,
-} from '@tera-gw/core';
+import { CONTEXT_LENGTH, newToolCallId, type ChatCompletionChunk, type ChatCompletionRequest, type Usage } from '@tera-gw/core';
 import { decodeTokenIds } from '@tera-gw/core/internal';
 
 /**
@@ -33,7 +27,8 @@ export class TokenLog {
       this.prompt ??= Int32Array.from(withIds.prompt_token_ids);
       withIds.prompt_token_ids = undefined;
     }
-    const choice = chunk.choices[0] as (ChatCompletionChunk['choices'][number] & { token_ids?: number[]; prompt_token_ids?: number[] }) | undefined;
+    // The ids vLLM adds to a choice when asked (`token_ids`; on completions also `prompt_token_ids`).
+    const choice = chunk.choices[0] as unknown as { token_ids?: number[]; prompt_token_ids?: number[] } | undefined;
     if (!choice) return;
     if (choice.prompt_token_ids) {
       this.prompt ??= Int32Array.from(choice.prompt_token_ids);
@@ -105,7 +100,16 @@ export function continuationPayload(body: ChatCompletionRequest, log: TokenLog, 
     skip_special_tokens: false,
     return_token_ids: true,
   };
-  for (const key of ['temperature', 'top_p', 'top_k', 'min_p', 'seed', 'frequency_penalty', 'presence_penalty', 'repetition_penalty'] as const) {
+  for (const key of [
+    'temperature',
+    'top_p',
+    'top_k',
+    'min_p',
+    'seed',
+    'frequency_penalty',
+    'presence_penalty',
+    'repetition_penalty',
+  ] as const) {
     const value = (body as Record<string, unknown>)[key];
     if (value !== undefined && value !== null) payload[key] = value;
   }
@@ -268,7 +272,11 @@ export class ContinuationTranslator {
     if ('reasoning' in part) return { reasoning: part.reasoning };
     if ('content' in part) return { content: part.content };
     if ('toolStart' in part)
-      return { tool_calls: [{ id: newToolCallId(), type: 'function', index: part.toolStart.index, function: { name: part.toolStart.name, arguments: '' } }] };
+      return {
+        tool_calls: [
+          { id: newToolCallId(), type: 'function', index: part.toolStart.index, function: { name: part.toolStart.name, arguments: '' } },
+        ],
+      };
     return { tool_calls: [{ index: this.reader.toolCalls - 1, function: { arguments: part.args } }] };
   }
 

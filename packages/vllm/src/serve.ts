@@ -245,7 +245,11 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
   }
 
   /** Sends the attempt inside the breaker: only a replica fault leaves it as an UpstreamFault, so only those are counted. */
-  async function sendChecked(request: UpstreamRequest, replica: Replica, send: { payload: Buffer; path: string | undefined }): Promise<Attempt> {
+  async function sendChecked(
+    request: UpstreamRequest,
+    replica: Replica,
+    send: { payload: Buffer; path: string | undefined },
+  ): Promise<Attempt> {
     const attempt = await sendAttempt(replica, send.payload, request.headers, timeouts, request.ctx.signal, send.path);
     const status = attempt.response.statusCode ?? 0;
     if (status < 500) return attempt;
