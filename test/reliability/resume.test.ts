@@ -49,7 +49,7 @@ interface Read {
 }
 
 type Kind = 'answer' | 'tool';
-const weather: OpenAI.ChatCompletionTool = {
+const weather: OpenAI.ChatCompletionFunctionTool = {
   type: 'function',
   function: {
     name: 'get_weather',

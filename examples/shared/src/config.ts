@@ -30,6 +30,8 @@ export interface ServerConfig {
   overflowAfterMs: number;
   passthrough: string[];
   dnsRefreshMs: number | undefined;
+  /** Resume streams whose replica fails mid-way on another replica. */
+  resume: boolean;
   logLevel: (typeof LOG_LEVELS)[number];
   logFormat: 'json' | 'pretty';
 }
@@ -148,6 +150,7 @@ export function loadConfig(env: Env, defaultPort: number): ServerConfig {
     maxNumSeqs: read.integer('MAX_NUM_SEQS', 1),
     passthrough,
     dnsRefreshMs: read.integer('DNS_REFRESH_MS', 100),
+    resume: read.oneOf('RESUME', ['on', 'off']) !== 'off',
     logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS) ?? 'info',
     logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty']) ?? 'json',
   };

@@ -90,6 +90,7 @@ function gatewayOptions(config: ServerConfig, parts: Pick<GatewayOptions, 'repli
       ...(config.cacheSaltSecret ? { cacheSaltSecret: config.cacheSaltSecret } : {}),
       ...(config.maxNumSeqs ? { maxNumSeqs: config.maxNumSeqs } : {}),
       ...(config.dnsRefreshMs ? { dnsRefreshMs: config.dnsRefreshMs } : {}),
+      ...(config.resume ? {} : { resume: false as const }),
       ...(config.fallback ? { fallback: config.fallback } : {}),
     },
   };
