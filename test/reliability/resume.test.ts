@@ -255,3 +255,52 @@ describe('rolling restarts', () => {
     await Promise.all(sims.map((s) => s.configure({ itlMs: 1 })));
   });
 });
+
+describe('a replica that holds token ids back (vLLM before its fix of issue 27482)', () => {
+  let quirky: SimProcess[];
+  let quirkyGw: Mounted;
+  const quirkyOutcomes: string[] = [];
+
+  beforeAll(async () => {
+    const args = [...simArgs, '--tool-call-quirk', 'ids-skip-empty'];
+    quirky = await Promise.all([spawnSim(args), spawnSim(args)]);
+    quirkyGw = await mountGateway('express', {
+      replicas: quirky.map((s) => s.url),
+      auth: { keys: [{ key, id: 'resume', concurrency: 64, tokensPerSecond: 10_000_000 }] },
+      upstream: { health: { intervalMs: 100 } },
+    });
+    quirkyGw.gateway.upstream.events.on('resume', (_ctx, _replica, outcome) => quirkyOutcomes.push(outcome));
+    await until(() => quirkyGw.gateway.upstream.replicas().filter((r) => r.state === 'ready').length === 2, 15_000, 'both replicas');
+  });
+  afterAll(async () => {
+    await quirkyGw?.close();
+    await Promise.all(quirky.map((s) => s.kill()));
+  });
+
+  it('is not resumed from a log with holes: the cut stream ends with one error event, a clean one is untouched', async () => {
+    const read = async () => {
+      const stream = await quirkyGw.client(key).chat.completions.create({ model, ...asked('answer', 5), stream: true });
+      let text = '';
+      let finish: string | null | undefined;
+      try {
+        for await (const chunk of stream) {
+          expect(JSON.stringify(chunk)).not.toMatch(/token_ids/);
+          text += chunk.choices[0]?.delta.content ?? '';
+          if (chunk.choices[0]?.finish_reason) finish = chunk.choices[0].finish_reason;
+        }
+        return { text, finish, error: undefined };
+      } catch (error) {
+        return { text, finish, error };
+      }
+    };
+    const clean = await read();
+    expect(clean).toMatchObject({ finish: 'stop', error: undefined });
+    await Promise.all(quirky.map((s) => s.configure({ dieAfterTokens: { tokens: 12 } })));
+    const cut = await read();
+    await Promise.all(quirky.map((s) => s.configure({ dieAfterTokens: null })));
+    expect(cut.finish).toBeUndefined();
+    expect(cut.error).toBeInstanceOf(OpenAI.APIError);
+    // Its continuation would have been another conversation: nothing was sent for it.
+    expect(quirkyOutcomes).toEqual([]);
+  });
+});

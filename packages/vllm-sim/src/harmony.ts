@@ -101,7 +101,7 @@ function renderTools(tools: readonly ChatTool[]): string {
     const fn = tool.function;
     if (fn.description) out += `// ${fn.description.replaceAll('\n', ' ')}\n`;
     const params = fn.parameters;
-    const hasParams = params && Object.keys((params.properties ?? {})).length > 0;
+    const hasParams = params && Object.keys(params.properties ?? {}).length > 0;
     out += hasParams ? `type ${fn.name} = (_: ${typeOf(params, '')}) => any;\n\n` : `type ${fn.name} = () => any;\n\n`;
   }
   return `${out}} // namespace functions`;

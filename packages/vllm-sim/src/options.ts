@@ -14,7 +14,8 @@ export type ToolCallQuirk =
   | 'harmony-tool-in-content'
   | 'harmony-tool-in-content-plain'
   | 'harmony-analysis-in-content'
-  | 'harmony-analysis-in-content-plain';
+  | 'harmony-analysis-in-content-plain'
+  | 'ids-skip-empty';
 export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = [
   'single-delta',
   'repeat-name',
@@ -26,6 +27,8 @@ export const TOOL_CALL_QUIRKS: readonly ToolCallQuirk[] = [
   'harmony-tool-in-content-plain',
   'harmony-analysis-in-content',
   'harmony-analysis-in-content-plain',
+  // vLLM before its fix of `return_token_ids` with tool parsers (issue 27482): a chunk whose delta came out empty was not sent, nor its ids.
+  'ids-skip-empty',
 ];
 
 /**

@@ -88,9 +88,12 @@ export function idsStreamEvents(
   const plain = (delta: Record<string, unknown>) => ({ index: 0, delta, logprobs: null, finish_reason: null });
   push(plain({ role: 'assistant', content: '' }), [], false, `,"prompt_token_ids":${JSON.stringify(view.prompt)}`);
   const single = quirks.has('single-delta');
+  const skipEmpty = quirks.has('ids-skip-empty');
   for (const step of view.steps) {
-    if (step.kind === 'control') push(plain({}), step.ids, false);
-    else if (step.kind === 'reasoning') push(plain(reasoningField(sim, step.text)), step.ids, true);
+    if (step.kind === 'control') {
+      if (skipEmpty) generated += step.ids.length;
+      else push(plain({}), step.ids, false);
+    } else if (step.kind === 'reasoning') push(plain(reasoningField(sim, step.text)), step.ids, true);
     else if (step.kind === 'content') push(plain({ content: step.text }), step.ids, true);
     else if (step.kind === 'call') {
       const call = plan.toolCalls[step.call!]!;
@@ -105,8 +108,10 @@ export function idsStreamEvents(
         step.ids,
         true,
       );
-    } else if (single) push(plain({}), step.ids, false);
-    else {
+    } else if (single) {
+      if (skipEmpty) generated += step.ids.length;
+      else push(plain({}), step.ids, false);
+    } else {
       const call = plan.toolCalls[step.call!]!;
       const delta = quirks.has('repeat-name')
         ? { id: call.id, type: 'function', index: step.call, function: { name: call.name, arguments: step.text } }

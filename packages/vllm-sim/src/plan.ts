@@ -101,7 +101,6 @@ function prose(random: () => number, approxWords: number, startsText: boolean): 
 
 const joined = (pieces: readonly TokenPiece[]): string => pieces.map((p) => p.text).join('');
 
-
 const wordsOf = (text: string): string[] =>
   text
     .toLowerCase()

@@ -15,6 +15,7 @@ export class TokenLog {
   prompt: Int32Array | undefined;
   private generated = new Int32Array(256);
   private count = 0;
+  private missing = false;
 
   get generatedCount(): number {
     return this.count;
@@ -29,14 +30,20 @@ export class TokenLog {
     }
     // The ids vLLM adds to a choice when asked (`token_ids`; on completions also `prompt_token_ids`).
     const choice = chunk.choices[0] as unknown as { token_ids?: number[]; prompt_token_ids?: number[] } | undefined;
-    if (!choice) return;
-    if (choice.prompt_token_ids) {
+    if (choice?.prompt_token_ids) {
       this.prompt ??= Int32Array.from(choice.prompt_token_ids);
       choice.prompt_token_ids = undefined;
     }
-    const ids = choice.token_ids;
-    if (!ids) return;
-    choice.token_ids = undefined;
+    if (choice?.token_ids) {
+      this.append(choice.token_ids);
+      choice.token_ids = undefined;
+    }
+    // Streams carry usage on every chunk: an id the replica generated but did not send (vLLM before
+    // its fix of tool parsers that hold text back, issue 27482) shows as a count that disagrees.
+    if (chunk.usage && chunk.usage.completion_tokens !== this.count) this.missing = true;
+  }
+
+  private append(ids: number[]): void {
     if (this.count + ids.length > this.generated.length) {
       const grown = new Int32Array(Math.max(this.generated.length * 2, this.count + ids.length));
       grown.set(this.generated.subarray(0, this.count));
@@ -45,9 +52,12 @@ export class TokenLog {
     for (const id of ids) this.generated[this.count++] = id;
   }
 
-  /** True when the replica sent ids (a release before 0.10.2 ignores the field). */
+  /**
+   * True when the replica sent the prompt's ids (a release before 0.10.2 ignores the field) and
+   * every generated id: a continuation from a log with a hole would be another conversation.
+   */
   get complete(): boolean {
-    return this.prompt !== undefined;
+    return this.prompt !== undefined && !this.missing;
   }
 
   /** The prompt of the continuation: the original prompt's ids, then every id generated so far. */
