@@ -63,7 +63,7 @@ async function startGateway(upstreams: string[], env: Record<string, string>): P
     },
   });
   // Its start-up lines are info and LOG_LEVEL is warn: readiness is the signal.
-  child.stdout!.resume();
+  child.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 200; i++) {
     if ((await fetch(`${url}/health/ready`).catch(() => undefined))?.ok) break;

@@ -159,6 +159,74 @@ describe('a replica process dies', () => {
   });
 });
 
+describe('a replica that dies mid-stream, on pnpm start', () => {
+  let sims: SimProcess[];
+  let resuming: Gateway;
+  let notResuming: Gateway;
+
+  beforeAll(async () => {
+    sims = await Promise.all([spawnSim(['--ttft-ms', '5', '--itl-ms', '1']), spawnSim(['--ttft-ms', '5', '--itl-ms', '1'])]);
+    writeKeys([{ key: first, id: 'team-a', concurrency: 8 }]);
+    const env = { UPSTREAM_URLS: sims.map((s) => s.url).join(','), GATEWAY_KEYS: keysFile };
+    [resuming, notResuming] = await Promise.all([spawnGateway(env), spawnGateway({ ...env, RESUME: 'off' })]);
+    for (const gw of [resuming, notResuming])
+      await until(() => lines(gw).filter((l) => l.msg === 'replica ready').length === 2, 20_000, 'both replicas ready');
+  });
+  afterAll(async () => {
+    await Promise.all([resuming?.stop(), notResuming?.stop()]);
+    await Promise.all(sims.map((s) => s.kill()));
+  });
+
+  /** One stream while every replica is armed to reset its next stream after 30 tokens. */
+  async function cutStream(gw: Gateway): Promise<{ text: string; finish: string | null | undefined; error: unknown }> {
+    await Promise.all(sims.map((s) => s.configure({ dieAfterTokens: { tokens: 30 } })));
+    const out = { text: '', finish: undefined as string | null | undefined, error: undefined as unknown };
+    try {
+      const stream = await client(gw, first).chat.completions.create({
+        model,
+        seed: 7,
+        stream: true,
+        max_tokens: 300,
+        messages: [{ role: 'user', content: 'Tell me about the sea' }],
+      });
+      for await (const chunk of stream) {
+        out.text += (chunk.choices[0]?.delta as { reasoning?: string } | undefined)?.reasoning ?? '';
+        out.text += chunk.choices[0]?.delta.content ?? '';
+        out.finish ??= chunk.choices[0]?.finish_reason;
+      }
+    } catch (err) {
+      out.error = err;
+    } finally {
+      await Promise.all(sims.map((s) => s.configure({ dieAfterTokens: null })));
+    }
+    return out;
+  }
+
+  it('is resumed on the other replica by default: the stream finishes, one line says so', async () => {
+    const cut = await cutStream(resuming);
+    expect(cut.error).toBeUndefined();
+    expect(cut.finish).toBe('stop');
+    const whole = await client(resuming, first).chat.completions.create({
+      model,
+      seed: 7,
+      max_tokens: 300,
+      messages: [{ role: 'user', content: 'Tell me about the sea' }],
+    });
+    const message = whole.choices[0]!.message as { reasoning?: string; content: string | null };
+    // The same seed on any replica is the same answer: the resumed stream is it, token for token.
+    expect(cut.text).toBe((message.reasoning ?? '') + (message.content ?? ''));
+    await until(() => lines(resuming).some((l) => l.msg === 'stream resumed'), 5000, 'the resumed line');
+    expect(lines(resuming).find((l) => l.msg === 'request' && l.stream === true)).toMatchObject({ status: 200, resumes: 1 });
+  });
+
+  it('with RESUME=off the caller gets one error event instead', async () => {
+    const cut = await cutStream(notResuming);
+    expect(cut.finish).toBeFalsy();
+    expect(cut.error).toBeInstanceOf(OpenAI.APIError);
+    expect(lines(notResuming).some((l) => String(l.msg).startsWith('stream res'))).toBe(false);
+  });
+});
+
 describe('the keys file changes under a running gateway', () => {
   let sim: SimProcess;
   let gw: Gateway;
