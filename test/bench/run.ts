@@ -209,6 +209,9 @@ async function memoryPerStream(t: Target): Promise<{ rss: number; heap: number |
     '2000',
     '--max-num-seqs',
     '4096',
+    // Room for all 1,000 in the simulated KV cache (Harmony-rendered prompts and their outputs), so none waits for a slot.
+    '--kv-cache-tokens',
+    '4000000',
   ]);
   const server = (await start(t, slow.url))!;
   const rss = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.child.pid}/status`, 'utf8'))![1]) * 1024;

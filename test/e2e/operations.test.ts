@@ -166,7 +166,7 @@ describe('a replica that dies mid-stream, on pnpm start', () => {
 
   beforeAll(async () => {
     sims = await Promise.all([spawnSim(['--ttft-ms', '5', '--itl-ms', '1']), spawnSim(['--ttft-ms', '5', '--itl-ms', '1'])]);
-    writeKeys([{ key: first, id: 'team-a', concurrency: 8 }]);
+    writeKeys([{ key: first, id: 'team-a', concurrency: 8, operator: true }]);
     const env = { UPSTREAM_URLS: sims.map((s) => s.url).join(','), GATEWAY_KEYS: keysFile };
     [resuming, notResuming] = await Promise.all([spawnGateway(env), spawnGateway({ ...env, RESUME: 'off' })]);
     for (const gw of [resuming, notResuming])
@@ -217,6 +217,9 @@ describe('a replica that dies mid-stream, on pnpm start', () => {
     expect(cut.text).toBe((message.reasoning ?? '') + (message.content ?? ''));
     await until(() => lines(resuming).some((l) => l.msg === 'stream resumed'), 5000, 'the resumed line');
     expect(lines(resuming).find((l) => l.msg === 'request' && l.stream === true)).toMatchObject({ status: 200, resumes: 1 });
+    const metrics = await (await fetch(`${resuming.url}/metrics`, { headers: { authorization: `Bearer ${first}` } })).text();
+    expect(metrics).toMatch(/^tera_resumes_total\{[^}]*outcome="started"[^}]*\} 1$/m);
+    expect(metrics).toMatch(/^tera_resumes_total\{[^}]*outcome="completed"[^}]*\} 1$/m);
   });
 
   it('with RESUME=off the caller gets one error event instead', async () => {

@@ -165,6 +165,11 @@ describe('faults', () => {
     async (fault) => {
       const resumed: string[] = [];
       const listener = (_ctx: unknown, _replica: string, how: string) => resumed.push(how);
+      await outcome(await call({ stream: true }));
+      await settle();
+      const cleanPrompt = usage.at(-1)!.promptTokens!;
+      usage.length = 0;
+      spans.reset();
       gateway.upstream.events.on('resume', listener);
       const res = await call({ stream: true }, { 'x-sim-fault': fault });
       expect(await outcome(res)).toBe('complete');
@@ -172,6 +177,15 @@ describe('faults', () => {
       expect(resumed).toEqual(['started', 'completed']);
       await settle();
       expect(store.inFlight('faults')).toBe(0);
+      // Billed once, as the caller's request: its own prompt, not the continuation's longer one.
+      await until(() => usage.length === 1, 2000, 'the usage record');
+      expect(usage[0]).toMatchObject({ promptTokens: cleanPrompt, status: 200, aborted: false });
+      const span = spans.getFinishedSpans().find((s) => s.name === `chat ${model}` && s.kind === SpanKind.INTERNAL)!;
+      expect(span.attributes['tera.resumed']).toBe(1);
+      const events = span.events.filter((e) => e.name === 'tera.resume').map((e) => e.attributes!);
+      expect(events.map((e) => e['tera.resume.outcome'])).toEqual(['resuming', 'completed']);
+      // The continuation re-read the prompt and what was generated: the gateway's cost, in telemetry only.
+      expect(events[1]!['tera.resume.prompt_tokens']).toBeGreaterThan(cleanPrompt);
     },
   );
 

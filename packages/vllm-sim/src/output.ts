@@ -251,7 +251,9 @@ export async function stream(
     onTokens(event.tokens);
     generated += event.tokens;
     if (event.visible) visible++;
-    if (event.tokens > 0 && i > 1) await sleep(state.itlMs, signal);
+    // One inter-token interval per visible token after the first, whether or not ids were asked: Harmony's
+    // control tokens cost no time in either stream, so a caller asking for ids is paced as one who does not.
+    if (event.visible && visible > 1) await sleep(state.itlMs, signal);
   }
   res.end();
   return true;

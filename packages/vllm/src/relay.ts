@@ -243,6 +243,16 @@ export class StreamRelay {
 
   private onDone(): void {
     this.flush();
+    // Before the response ends, while the request's span is still open.
+    if (this.translator) {
+      const cost = this.translator.upstreamUsage;
+      recordEvent(this.ctx, 'tera.resume', {
+        'tera.replica': this.replica.id,
+        'tera.resume.outcome': 'completed',
+        'tera.resume.prompt_tokens': cost?.prompt_tokens ?? 0,
+        'tera.resume.cached_tokens': cost?.prompt_tokens_details?.cached_tokens ?? 0,
+      });
+    }
     this.res.end();
     if (this.settle()) this.resolve();
   }

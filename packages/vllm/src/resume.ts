@@ -221,6 +221,8 @@ export class ContinuationTranslator {
   private pending = '';
   private readonly reader = new HarmonyReader();
   private readonly before: number;
+  /** The continuation's own usage as its replica counts it (the re-read prompt, what its cache held): the gateway's cost, for telemetry. */
+  upstreamUsage: Usage | undefined;
 
   constructor(
     private readonly identity: StreamIdentity,
@@ -291,6 +293,7 @@ export class ContinuationTranslator {
   }
 
   private callerUsage(usage: Usage): Usage {
+    this.upstreamUsage = usage;
     const completion = this.before + usage.completion_tokens;
     return {
       prompt_tokens: this.promptTokens,

@@ -235,7 +235,6 @@ export function createServe(deps: ServeDeps): (req: IncomingMessage, res: Server
       else await relayCompletion(deps, response, res, ctx, request.deadline);
       if (resuming) {
         state.resuming = undefined;
-        recordEvent(ctx, 'tera.resume', { 'tera.replica': replica.id, 'tera.resume.outcome': 'completed' });
         events.emit('resume', ctx, replica.id, 'completed');
       }
     } finally {
