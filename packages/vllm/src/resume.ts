@@ -76,6 +76,9 @@ export class TokenLog {
 
 /** Cuts `"token_ids":[...]` and `"prompt_token_ids":[...]` from a chunk's JSON text (arrays of integers, no nesting). */
 export function withoutTokenIds(data: string): string {
+  // Every chunk of a stream passes here, most without ids: a probe under V8's seven characters is a plain scan,
+  // where the longer keys below would each set up a Boyer-Moore table per call (0.4 µs a chunk, measured).
+  if (data.indexOf('_ids') === -1) return data;
   let out = data;
   for (const key of ['"prompt_token_ids":[', '"token_ids":[']) {
     for (let at = out.indexOf(key); at !== -1; at = out.indexOf(key)) {
