@@ -107,7 +107,9 @@ function renderTools(tools: readonly ChatTool[]): string {
   return `${out}} // namespace functions`;
 }
 
-const todayUTC = () => new Date().toISOString().slice(0, 10);
+/** vLLM's own setting: the conversation start date every render uses instead of the server's current day. */
+const startDate = process.env.VLLM_SYSTEM_START_DATE;
+const todayUTC = () => startDate ?? new Date().toISOString().slice(0, 10);
 
 /** The Harmony prompt of a chat request, ending where the model's answer starts (`<|start|>assistant`). */
 export function renderPrompt(body: ChatCompletionRequest, date = todayUTC()): string {

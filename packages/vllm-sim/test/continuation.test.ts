@@ -62,6 +62,8 @@ describe.each([
     });
     const prompt = chunks[0]!.prompt_token_ids!;
     expect(prompt.length).toBeGreaterThan(20);
+    // The system message carries VLLM_SYSTEM_START_DATE (set for the suite) as vLLM's render does, not today.
+    expect(decodeHarmony(prompt)).toContain('Current date: 2026-01-15\n');
     const generated = chunks.flatMap((c) => c.choices[0]?.token_ids ?? []);
     expect(chunks.at(-1)!.usage).toMatchObject({ prompt_tokens: prompt.length, completion_tokens: generated.length });
     // Control tokens reach the stream as chunks with an empty delta and their id.
